@@ -1,0 +1,81 @@
+"""Atomic writes: a reader never sees a half-written index, report or table.
+
+Everything is written to a temporary file in the destination directory (same file system, so
+``os.replace`` is atomic) and renamed over the target only once it is complete and flushed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(target: str | os.PathLike[str], text: str) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def atomic_write_json(target: str | os.PathLike[str], obj: Any, indent: int = 2) -> Path:
+    return atomic_write_text(target, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
+
+
+def atomic_write_with(target: str | os.PathLike[str], writer: Callable[[Path], None], suffix: str = "") -> Path:
+    """Call ``writer(tmp_path)`` (e.g. ``faiss.write_index``, ``df.to_csv``) and publish atomically."""
+    with atomic_path(target, suffix=suffix) as tmp:
+        writer(tmp)
+    return Path(target)
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a whole directory in a sibling temp dir and swap it in at the end.
+
+    The previous directory (if any) stays intact until the new one is complete; an exception
+    inside the block leaves it untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old.{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
