@@ -1,0 +1,267 @@
+"""``CatalogueDataModule``: train/val/test/predict dataloaders over a prepared catalogue table.
+
+Preprocessing comes from the model's timm data config (``input_size``, ``mean``, ``std``,
+``interpolation``, ``crop_pct``, ``crop_mode``), never from hard-coded ImageNet values, so a
+299-pixel InceptionV3 (mean/std 0.5) and a 224-pixel ResNet50 each get their own input. The same
+config is stored in the checkpoint, so indexing and search preprocess exactly as training did.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+from timm.data import create_transform
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
+from imgsearch.data.schema import SPLITS, read_catalogue, validate_catalogue
+
+log = logging.getLogger(__name__)
+
+_DATA_CONFIG_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
+
+#: Augmentation used when ``train_augment`` is not given: timm's defaults, a milder crop scale.
+DEFAULT_TRAIN_AUGMENT: dict[str, Any] = {"scale": (0.5, 1.0), "hflip": 0.5, "color_jitter": 0.2}
+
+
+def class_names_of(catalogue: pd.DataFrame) -> list[str]:
+    """The classes a model trained on ``catalogue`` predicts: its sorted distinct labels."""
+    return sorted({str(x) for x in catalogue["label"].tolist()})
+
+
+def default_num_workers() -> int:
+    """The CPU cores this process may use (respects affinity masks set by SLURM / taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _as_plain(value: Any) -> Any:
+    """OmegaConf containers (from Hydra) -> plain dict/list, so timm gets ordinary types."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(value, DictConfig | ListConfig):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    return value
+
+
+def normalise_data_config(data_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a timm data config and return it with tuple values (``input_size`` is ``(C, H, W)``)."""
+    cfg = dict(_as_plain(data_config))
+    missing = [k for k in ("input_size", "mean", "std") if k not in cfg]
+    if missing:
+        raise ValueError(f"data_config lacks {missing}; got keys {sorted(cfg)}")
+    size = cfg["input_size"]
+    if isinstance(size, int):
+        size = (3, size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) == 2:
+        size = (3, *size)
+    cfg["input_size"] = size
+    cfg["mean"] = tuple(float(m) for m in cfg["mean"])
+    cfg["std"] = tuple(float(s) for s in cfg["std"])
+    cfg.setdefault("interpolation", "bilinear")
+    cfg.setdefault("crop_pct", 0.875)
+    cfg.setdefault("crop_mode", "center")
+    return {k: cfg[k] for k in _DATA_CONFIG_KEYS}
+
+
+def build_transforms(
+    data_config: Mapping[str, Any], train_augment: Mapping[str, Any] | str | bool | None = None
+) -> tuple[Any, Any]:
+    """``(train_transform, eval_transform)`` from a timm data config.
+
+    ``train_augment`` holds extra ``timm.data.create_transform`` options for training (``hflip``,
+    ``scale``, ``color_jitter``, ``auto_augment`` e.g. ``"rand-m9-mstd0.5"``, ``re_prob``, ...);
+    ``None`` uses :data:`DEFAULT_TRAIN_AUGMENT`; ``"none"`` / ``False`` trains on the eval
+    transform (no augmentation at all).
+    """
+    cfg = normalise_data_config(data_config)
+    eval_tf = create_transform(**cfg, is_training=False)
+    augment = _as_plain(train_augment)
+    if augment is False or (isinstance(augment, str) and augment.lower() in ("none", "off", "false")):
+        return eval_tf, eval_tf
+    if augment is None or augment is True:
+        augment = DEFAULT_TRAIN_AUGMENT
+    if not isinstance(augment, Mapping):
+        raise ValueError(
+            f"train_augment must be a mapping of create_transform options or 'none', got {augment!r}"
+        )
+    opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in augment.items()}
+    train_cfg = {k: v for k, v in cfg.items() if k not in ("crop_pct", "crop_mode")}
+    train_tf = create_transform(**train_cfg, is_training=True, **opts)
+    return train_tf, eval_tf
+
+
+def draft_size_for(data_config: Mapping[str, Any]) -> tuple[int, int]:
+    """Smallest decode size that loses nothing: the eval transform resizes to ``size / crop_pct``."""
+    cfg = normalise_data_config(data_config)
+    side = math.ceil(max(cfg["input_size"][1:]) / float(cfg["crop_pct"] or 1.0))
+    return side, side
+
+
+class CatalogueDataModule(L.LightningDataModule):
+    """Dataloaders over the ``train`` / ``val`` / ``test`` rows of a prepared catalogue.
+
+    Args:
+        catalogue: the prepared table (DataFrame) or the path of its ``catalogue.csv``.
+        data_config: the model's timm data config (``ImageClassifier.data_config``).
+        batch_size: per process (per GPU under DDP).
+        eval_batch_size: for val/test/predict; defaults to ``batch_size``.
+        num_workers: dataloader processes; ``None`` = the cores this process may use.
+        pin_memory: ``None`` = pin when CUDA is available.
+        persistent_workers: keep workers between epochs (ignored with ``num_workers=0``).
+        train_augment: ``timm.data.create_transform`` training options, ``None`` for the
+            defaults, ``"none"`` for no augmentation (see :func:`build_transforms`).
+        balanced_sampling: draw training items with probability inversely proportional to their
+            class's frequency (a ``WeightedRandomSampler``, one epoch = as many draws as rows).
+        predict_splits: rows that ``predict_dataloader`` yields; ``None`` = every row.
+        draft: let the JPEG decoder shrink large images towards the input size (much faster).
+        drop_last: drop the last incomplete training batch; ``None`` = when there is more than
+            one batch (a batch of one breaks BatchNorm in training mode).
+
+    Under DDP nothing needs doing here: Lightning puts a ``DistributedSampler`` (or wraps the
+    weighted sampler) around the training loader.
+    """
+
+    def __init__(
+        self,
+        catalogue: pd.DataFrame | str | os.PathLike[str],
+        data_config: Mapping[str, Any],
+        *,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = False,
+        train_augment: Mapping[str, Any] | str | bool | None = None,
+        balanced_sampling: bool = False,
+        predict_splits: Sequence[str] | None = None,
+        draft: bool = True,
+        drop_last: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(catalogue, str | os.PathLike):
+            table = read_catalogue(Path(catalogue))
+        else:
+            table = validate_catalogue(catalogue)
+        # row_index of every sample = position in this table
+        self.catalogue = table.reset_index(drop=True)
+        if self.catalogue.empty:
+            raise ValueError("the catalogue has no rows")
+        self.data_config = normalise_data_config(data_config)
+        self.class_names = class_names_of(self.catalogue)
+        self.class_to_idx = {c: i for i, c in enumerate(self.class_names)}
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = default_num_workers() if num_workers is None else int(num_workers)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.balanced_sampling = bool(balanced_sampling)
+        splits = list(_as_plain(predict_splits)) if predict_splits is not None else None
+        if splits is not None and (bad := sorted(set(splits) - set(SPLITS))):
+            raise ValueError(f"predict_splits must be among {SPLITS}, got {bad}")
+        self.predict_splits = splits
+        self.drop_last = drop_last
+        self.train_transform, self.eval_transform = build_transforms(self.data_config, train_augment)
+        self.draft_size = draft_size_for(self.data_config) if draft else None
+        self.datasets: dict[str, CatalogueDataset] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def rows(self, split: str) -> pd.DataFrame:
+        """The catalogue rows of one split (index = position in the whole catalogue)."""
+        return self.catalogue[self.catalogue["split"] == split]
+
+    def _dataset(self, name: str) -> CatalogueDataset:
+        if name not in self.datasets:
+            if name == "predict":
+                rows = (
+                    self.catalogue
+                    if self.predict_splits is None
+                    else self.catalogue[self.catalogue["split"].isin(self.predict_splits)]
+                )
+            else:
+                rows = self.rows(name)
+            if rows.empty:
+                raise ValueError(
+                    f"the catalogue has no '{name}' rows (split counts: "
+                    f"{self.catalogue['split'].value_counts().to_dict()}); was it prepared with a split?"
+                )
+            tf = self.train_transform if name == "train" else self.eval_transform
+            self.datasets[name] = CatalogueDataset(rows, self.class_to_idx, tf, draft_size=self.draft_size)
+        return self.datasets[name]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("predict",),
+            None: ("train", "val", "test"),
+        }[stage]
+        for name in wanted:
+            self._dataset(name)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Images skipped at load time so far, per dataset (bad files found after preparation)."""
+        return {name: ds.skipped for name, ds in self.datasets.items()}
+
+    def _loader(self, name: str, *, shuffle: bool, batch_size: int) -> DataLoader:
+        ds = self._dataset(name)
+        sampler = None
+        drop_last = False
+        if name == "train":
+            if self.balanced_sampling:
+                sampler = self._balanced_sampler(ds)
+                shuffle = False
+            drop_last = len(ds) > batch_size if self.drop_last is None else self.drop_last
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=collate_skip_none,
+            drop_last=drop_last,
+        )
+
+    @staticmethod
+    def _balanced_sampler(ds: CatalogueDataset) -> WeightedRandomSampler:
+        targets = torch.tensor(ds.targets)
+        counts = torch.bincount(targets[targets >= 0])
+        weights = torch.zeros(len(targets), dtype=torch.double)
+        known = targets >= 0
+        weights[known] = 1.0 / counts[targets[known]].double()
+        return WeightedRandomSampler(weights, num_samples=len(ds), replacement=True)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True, batch_size=self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False, batch_size=self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False, batch_size=self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False, batch_size=self.eval_batch_size)

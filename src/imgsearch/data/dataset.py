@@ -1,0 +1,92 @@
+"""A catalogue table as a torch ``Dataset`` of ``(image_tensor, target, row_index)``.
+
+Images are decoded only through :func:`imgsearch.data.images.load_image`. The catalogue was
+verified when it was built, but a file can still change or vanish before training reads it: such
+an item comes back as ``None``, is counted and logged, and :func:`collate_skip_none` leaves it out
+of the batch, so an epoch never dies on one bad file.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from imgsearch.data.images import ImageDecodeError, load_image
+
+log = logging.getLogger(__name__)
+
+#: Target of a row whose label is not among the classes (e.g. predicting on a new catalogue).
+UNKNOWN_TARGET = -1
+
+Sample = tuple[torch.Tensor, int, int]
+
+
+class CatalogueDataset(Dataset):
+    """Rows of a catalogue table as ``(transform(image), class index, row index)``.
+
+    Args:
+        df: catalogue rows (needs ``image_path`` and ``label``). ``row_index`` is the row's index
+            label in ``df``, so with a frame sliced from a RangeIndex-ed catalogue it is the row's
+            position in the whole catalogue (what embedding and retrieval map results back with).
+        class_to_idx: label -> class index; labels not in it get :data:`UNKNOWN_TARGET`.
+        transform: PIL image -> tensor (a timm transform).
+        draft_size: ``(width, height)`` the JPEG decoder may shrink large images to (at least
+            this size) before the transform; ``None`` decodes at full size.
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        class_to_idx: Mapping[str, int],
+        transform: Callable[[Any], torch.Tensor],
+        *,
+        draft_size: tuple[int, int] | None = None,
+    ) -> None:
+        missing = [c for c in ("image_path", "label") if c not in df.columns]
+        if missing:
+            raise ValueError(f"catalogue rows lack column(s) {missing}")
+        self.paths: list[str] = [str(p) for p in df["image_path"].tolist()]
+        self.targets: list[int] = [class_to_idx.get(str(lbl), UNKNOWN_TARGET) for lbl in df["label"].tolist()]
+        self.row_index: list[int] = [int(i) for i in df.index.tolist()]
+        self.transform = transform
+        self.draft_size = tuple(draft_size) if draft_size is not None else None
+        # Shared with DataLoader worker processes (handed over when they start), so the main
+        # process sees the skips that happened in the workers.
+        self._skipped = mp.Value("i", 0)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def skipped(self) -> int:
+        """How many items were skipped at load time so far (all worker processes together)."""
+        return int(self._skipped.value)
+
+    def __getitem__(self, i: int) -> Sample | None:
+        path = self.paths[i]
+        try:
+            image = load_image(path, draft_size=self.draft_size)
+        except ImageDecodeError as exc:
+            with self._skipped.get_lock():
+                self._skipped.value += 1
+            log.warning("skipping unreadable image at load time: %s (%s)", exc.path or path, exc.reason)
+            return None
+        return self.transform(image), self.targets[i], self.row_index[i]
+
+
+def collate_skip_none(batch: Sequence[Sample | None]) -> list[torch.Tensor] | None:
+    """``default_collate`` without the items that failed to load.
+
+    Returns ``None`` when every item of the batch failed; the LightningModule's steps skip a
+    ``None`` batch.
+    """
+    kept = [b for b in batch if b is not None]
+    if not kept:
+        return None
+    return default_collate(kept)
