@@ -271,3 +271,70 @@ def verify_images(df: pd.DataFrame, *, workers: int | None = None) -> tuple[pd.D
 def count_reasons(errors: Iterable[ImageDecodeError]) -> dict[str, int]:
     """Counts per reason of a batch of decode errors (for loaders that skip on the fly)."""
     return dict(Counter(e.reason for e in errors))
+
+
+#: Extensions (lower case) that "any image extension" means when images are looked up by name stem.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
+def url_file_name(url: str) -> str:
+    """The last path segment of a URL (query and fragment dropped): the usual name of a downloaded copy."""
+    text = str(url or "").strip()
+    if not text:
+        return ""
+    return text.split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+class ImageDirIndex:
+    """Looks file names up in image folders, listing each folder only once.
+
+    A real catalogue folder holds ~10^5 files; one ``os.scandir`` per folder instead of one
+    ``stat`` per (row, extension) keeps resolution fast on network disks.
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[Path, dict[str, str]] = {}
+        self._stems: dict[Path, dict[str, str]] = {}
+
+    def _list(self, folder: Path) -> dict[str, str]:
+        if folder not in self._names:
+            names: dict[str, str] = {}
+            stems: dict[str, str] = {}
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted((e.name, e.path) for e in it if e.is_file())
+            except OSError:
+                entries = []
+            for name, path in entries:
+                names[name] = str(Path(path).resolve())
+                stem, ext = os.path.splitext(name)
+                # first extension in IMAGE_EXTENSIONS order wins, so the choice is deterministic
+                if ext.lower() in IMAGE_EXTENSIONS:
+                    old = stems.get(stem)
+                    rank = IMAGE_EXTENSIONS.index(ext.lower())
+                    if old is None or rank < IMAGE_EXTENSIONS.index(os.path.splitext(old)[1].lower()):
+                        stems[stem] = names[name]
+            self._names[folder] = names
+            self._stems[folder] = stems
+        return self._names[folder]
+
+    def by_name(self, folders: Iterable[Path], name: str) -> str:
+        """Absolute path of ``name`` in the first folder that has it, else ``""``."""
+        if not name:
+            return ""
+        for folder in folders:
+            hit = self._list(folder).get(name)
+            if hit:
+                return hit
+        return ""
+
+    def by_stem(self, folders: Iterable[Path], stem: str) -> str:
+        """Absolute path of ``<stem>.<any image extension>`` in the first folder that has one, else ``""``."""
+        if not stem:
+            return ""
+        for folder in folders:
+            self._list(folder)
+            hit = self._stems[folder].get(stem)
+            if hit:
+                return hit
+        return ""

@@ -136,3 +136,31 @@ def catalogue_hash(df: pd.DataFrame) -> str:
         ]
         h.update(b"\x1e" + "\x1f".join(cells).encode("utf-8"))
     return h.hexdigest()
+
+
+def parse_price(value: object) -> float:
+    """A shop price as a float: ``378``, ``"378.0"``, ``"$1,598"``, ``"€ 1.250,00"`` -> NaN when unknown.
+
+    Currency symbols and thousands separators are dropped. A comma followed by exactly two digits
+    at the end is read as a decimal comma (European formatting).
+    """
+    if value is None:
+        return float("nan")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    if not text:
+        return float("nan")
+    if "-" in text.lstrip("-"):  # a range such as "$10.99 - $20.00": take the lower bound
+        text = text.lstrip("-").split("-", 1)[0]
+    digits = "".join(ch for ch in text if ch.isdigit() or ch in ".,")
+    if not digits:
+        return float("nan")
+    if len(digits) > 3 and digits[-3] == "," and "." not in digits[-3:]:
+        digits = digits.replace(".", "").replace(",", ".")
+    else:
+        digits = digits.replace(",", "")
+    try:
+        return float(digits)
+    except ValueError:
+        return float("nan")
