@@ -1,0 +1,338 @@
+"""``imgsearch-serve``: search a built index by photo, from a browser or over a JSON API.
+
+Routes:
+
+* ``GET /``: the single search page (static files under ``serve/static``, no build step, no CDN);
+* ``POST /search``: multipart upload of one photo (field ``file``), optional ``?k=``; answers the
+  predicted category with its probability and the top-k catalogue items;
+* ``GET /items/{item_id}/image``: a catalogue item's image, looked up by id in the index's items
+  table (the request never names a file);
+* ``GET /health``: status, index size, model;
+* ``/openapi.json`` and ``/docs``: the framework's API description.
+
+The model and the index are loaded once, before the server starts (:func:`main`), and shared by
+all requests through :func:`create_app`, which tests call with a searcher they build themselves.
+"""
+
+import json
+import logging
+import math
+import mimetypes
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+from urllib.parse import quote
+
+import pandas as pd
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from imgsearch.serve.upload import (
+    MULTIPART_OVERHEAD_BYTES,
+    BodySizeLimit,
+    UploadRejected,
+    decode_upload,
+    too_big_message,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+#: Upper bound of the ``k`` query parameter, whatever the index size: a page of results, not a dump.
+MAX_K = 100
+
+#: The page loads only its own files, so a CDN asset slipped into the page would be blocked.
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+class SearcherLike(Protocol):
+    """What the app needs from :class:`imgsearch.retrieval.search.Searcher`."""
+
+    items: pd.DataFrame
+
+    def search(
+        self, images: Sequence[Image.Image], k: int = 10, *, restrict_to_predicted: bool = False
+    ) -> list[Any]: ...
+
+
+class Hit(BaseModel):
+    rank: int = Field(description="1 for the most similar item")
+    item_id: str
+    product_id: str
+    title: str
+    brand: str
+    price: float | None = Field(description="null when the catalogue has no price")
+    currency: str = Field(description='"" when unknown')
+    label: str = Field(description="the item's category in the catalogue")
+    score: float = Field(description="similarity (inner product) or distance (L2), as the index measures it")
+    image_url: str = Field(description="the item's image, served by GET /items/{item_id}/image")
+
+
+class SearchResponse(BaseModel):
+    category: str | None = Field(description="predicted category of the photo")
+    probability: float | None = Field(description="the model's probability for that category")
+    results: list[Hit]
+
+
+class Health(BaseModel):
+    status: str
+    index_size: int
+    model: str
+    top_k: int = Field(description="results per search when ?k= is not given")
+    max_upload_bytes: int
+    details: dict[str, Any] = Field(default_factory=dict, description="more from the index manifest")
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    reason: str | None = None
+
+
+def _str(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _price(value: Any) -> float | None:
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(price) else price
+
+
+def item_image_url(item_id: str) -> str:
+    """Relative URL of an item's image (works behind a path prefix); ids are percent-encoded whole."""
+    return f"items/{quote(item_id, safe='')}/image"
+
+
+def create_app(
+    searcher: SearcherLike,
+    *,
+    max_upload_bytes: int = 10 * 1024 * 1024,
+    top_k: int = 12,
+    restrict_to_predicted: bool = False,
+    model_name: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> FastAPI:
+    """The FastAPI app over an already loaded searcher.
+
+    Args:
+        searcher: model + index (``Searcher.from_index_dir``), or any object with ``search`` and
+            ``items`` like it.
+        max_upload_bytes: largest photo accepted (413 above it).
+        top_k: results per search when the request does not say (``?k=``, 1..``MAX_K``).
+        restrict_to_predicted: search only the predicted category (classify-then-search).
+        model_name: shown by ``/health``.
+        details: extra facts for ``/health`` (e.g. from the index manifest).
+    """
+    if not 1 <= top_k <= MAX_K:
+        raise ValueError(f"top_k must be within 1..{MAX_K}, got {top_k}")
+    if max_upload_bytes <= 0:
+        raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+    items = searcher.items
+    duplicated = items["item_id"][items["item_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(
+            f"the index's item_id must be unique; duplicates e.g. {duplicated.iloc[:3].tolist()}"
+        )
+    # The only map from a request to a file: ids the index holds -> their catalogue paths.
+    image_paths: dict[str, str] = dict(
+        zip(items["item_id"].astype(str), items["image_path"].astype(str), strict=True)
+    )
+    currencies: dict[str, str] = (
+        dict(zip(items["item_id"].astype(str), items["currency"].map(_str), strict=True))
+        if "currency" in items.columns
+        else {}
+    )
+    # Torch and FAISS each use all cores per call; queued requests would only fight over them.
+    search_lock = threading.Lock()
+    too_big = too_big_message(max_upload_bytes)
+
+    app = FastAPI(
+        title="imgsearch",
+        summary="Search a product catalogue by photo.",
+        description="Upload a product photo; get its predicted category and the most similar products.",
+        version="0.1.0",
+    )
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        paths=("/search",),
+        message=too_big,
+    )
+
+    @app.exception_handler(UploadRejected)
+    async def _upload_rejected(request: Request, exc: UploadRejected) -> JSONResponse:
+        return JSONResponse({"detail": exc.message, "reason": exc.reason}, status_code=exc.status_code)
+
+    @app.exception_handler(413)
+    async def _too_large(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, "reason": "too_big"}, status_code=413)
+
+    def run_search(image: Image.Image, k: int) -> SearchResponse:
+        with search_lock:
+            (result,) = searcher.search([image], k=k, restrict_to_predicted=restrict_to_predicted)
+        hits = [
+            Hit(
+                rank=int(hit.rank),
+                item_id=str(hit.item_id),
+                product_id=_str(hit.product_id),
+                title=_str(hit.title),
+                brand=_str(hit.brand),
+                price=_price(hit.price),
+                currency=currencies.get(str(hit.item_id), ""),
+                label=_str(hit.label),
+                score=float(hit.score),
+                image_url=item_image_url(str(hit.item_id)),
+            )
+            for hit in result.hits
+        ]
+        probability = None if result.probability is None else float(result.probability)
+        return SearchResponse(category=result.category, probability=probability, results=hits)
+
+    bad_upload = {
+        status: {"model": ErrorResponse, "description": text}
+        for status, text in (
+            (400, "empty upload"),
+            (413, f"upload over {too_big}"),
+            (415, "not a JPEG/PNG/WebP/GIF/BMP image"),
+            (422, "image that cannot be decoded (reason: truncated, not_an_image, too_large, ...)"),
+        )
+    }
+
+    @app.post("/search", response_model=SearchResponse, responses=bad_upload, summary="Search by photo")
+    async def search(
+        file: Annotated[UploadFile, File(description="the photo: JPEG, PNG, WebP, GIF or BMP")],
+        k: Annotated[
+            int | None, Query(ge=1, le=MAX_K, description=f"results to return (default {top_k})")
+        ] = None,
+    ) -> SearchResponse:
+        # One byte over the limit is enough to know the file is too big.
+        data = await file.read(max_upload_bytes + 1)
+        image = decode_upload(data, file.filename or "upload", max_bytes=max_upload_bytes)
+        return await run_in_threadpool(run_search, image, k or top_k)
+
+    @app.get(
+        "/items/{item_id:path}/image",
+        response_class=FileResponse,
+        responses={404: {"model": ErrorResponse, "description": "no such item, or its image is gone"}},
+        summary="A catalogue item's image",
+        name="item_image",
+    )
+    async def item_image(item_id: str) -> FileResponse:
+        path = image_paths.get(item_id)
+        if not path:
+            raise HTTPException(404, detail="no catalogue item with this id")
+        if not Path(path).is_file():
+            log.warning("image of item %r is missing on disk: %s", item_id, path)
+            raise HTTPException(404, detail="this item's image is missing on the server")
+        media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        return FileResponse(
+            path,
+            media_type=media_type,
+            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
+
+    @app.get("/health", response_model=Health, summary="Liveness and what is loaded")
+    async def health() -> Health:
+        return Health(
+            status="ok",
+            index_size=len(image_paths),
+            model=model_name,
+            top_k=top_k,
+            max_upload_bytes=max_upload_bytes,
+            details=dict(details or {}),
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            media_type="text/html",
+            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def manifest_facts(index_dir: str | Path) -> tuple[str, dict[str, Any]]:
+    """``(model name, facts for /health)`` from an index directory's ``manifest.json``."""
+    path = Path(index_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        return "", {}
+    if not isinstance(manifest, dict):
+        return "", {}
+    model = manifest.get("backbone") or manifest.get("model") or ""
+    if isinstance(model, dict):
+        model = model.get("backbone") or model.get("name") or ""
+    facts = {
+        key: manifest[key]
+        for key in ("embedding_kind", "kind", "dim", "metric", "normalize", "index_factory", "created")
+        if key in manifest and isinstance(manifest[key], str | int | float | bool)
+    }
+    return str(model), facts
+
+
+def main() -> None:
+    """Hydra entry point (``conf/serve.yaml``)."""
+    import hydra
+
+    from imgsearch.utils.config import config_dir
+
+    @hydra.main(version_base="1.3", config_path=config_dir(), config_name="serve")
+    def _run(cfg: Any) -> None:
+        serve(cfg)
+
+    _run()
+
+
+def serve(cfg: Any) -> None:
+    """Load the model and index once, then run uvicorn until interrupted."""
+    import uvicorn
+    from hydra.utils import to_absolute_path
+
+    from imgsearch.retrieval.search import Searcher
+
+    index_dir = Path(to_absolute_path(str(cfg.index_dir)))
+    if not (index_dir / "manifest.json").is_file():
+        raise SystemExit(
+            f"no index at {index_dir} (manifest.json missing); build one with imgsearch-index, "
+            "or run `make demo` and serve outputs/demo/index"
+        )
+    checkpoint = cfg.get("checkpoint")
+    searcher = Searcher.from_index_dir(
+        index_dir,
+        device=str(cfg.device),
+        checkpoint=to_absolute_path(str(checkpoint)) if checkpoint else None,
+    )
+    model_name, facts = manifest_facts(index_dir)
+    app = create_app(
+        searcher,
+        max_upload_bytes=int(float(cfg.max_upload_mb) * 1024 * 1024),
+        top_k=int(cfg.top_k),
+        restrict_to_predicted=bool(cfg.restrict_to_predicted),
+        model_name=model_name,
+        details=facts,
+    )
+    log.info("serving %d items from %s on http://%s:%s/", len(searcher.items), index_dir, cfg.host, cfg.port)
+    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Fixtures for the web service tests.
+
+``ColourSearcher`` is a small real searcher with the interface of
+``imgsearch.retrieval.search.Searcher``: it ranks a catalogue of colour swatches by the distance
+between mean colours, so what it returns for a photo can be predicted from the photo alone and
+the API tests do not need a model.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (200, 30, 40),
+    "green": (30, 170, 60),
+    "blue": (40, 60, 200),
+}
+
+
+@dataclass
+class Hit:
+    rank: int
+    item_id: str
+    product_id: str
+    label: str
+    title: str
+    brand: str
+    price: float
+    image_path: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Result:
+    category: str | None
+    probability: float | None
+    hits: list[Hit]
+
+
+class ColourSearcher:
+    """Nearest neighbours by mean RGB colour; category = the class of the closest class mean."""
+
+    def __init__(self, items: pd.DataFrame) -> None:
+        self.items = items.reset_index(drop=True)
+        self.calls: list[tuple[int, int, bool]] = []
+        self._means = np.stack([_mean_rgb(Image.open(p)) for p in self.items["image_path"]])
+
+    def search(
+        self, images: Sequence[Image.Image], k: int = 10, *, restrict_to_predicted: bool = False
+    ) -> list[Result]:
+        self.calls.append((len(images), k, restrict_to_predicted))
+        out = []
+        for image in images:
+            assert image.mode == "RGB", "the app must hand the searcher decoded RGB images"
+            dist = np.linalg.norm(self._means - _mean_rgb(image), axis=1)
+            labels = self.items["label"].to_numpy()
+            class_dist = {c: dist[labels == c].min() for c in sorted(set(labels))}
+            logits = np.array([-d / 10.0 for d in class_dist.values()])
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            best = int(np.argmax(probs))
+            category = list(class_dist)[best]
+            order = np.argsort(dist, kind="stable")
+            if restrict_to_predicted:
+                order = [i for i in order if labels[i] == category]
+            hits = []
+            for rank, i in enumerate(order[:k], start=1):
+                row = self.items.iloc[int(i)]
+                hits.append(
+                    Hit(
+                        rank=rank,
+                        item_id=row["item_id"],
+                        product_id=row["product_id"],
+                        label=row["label"],
+                        title=row["title"],
+                        brand=row["brand"],
+                        price=float(row["price"]),
+                        image_path=row["image_path"],
+                        score=float(-dist[i]),
+                    )
+                )
+            out.append(Result(category=category, probability=float(probs[best]), hits=hits))
+        return out
+
+
+def _mean_rgb(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+
+
+def swatch(colour: tuple[int, int, int], *, size: int = 48, seed: int = 0) -> Image.Image:
+    """A noisy square of one colour (noise so that JPEG/PNG files are not trivially tiny)."""
+    rng = np.random.default_rng(seed)
+    arr = np.clip(np.array(colour) + rng.normal(0, 12, size=(size, size, 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, mode="RGB")
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def colour_catalogue(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """Nine swatch items (three per colour) on disk, in the catalogue schema's columns."""
+    root = tmp_path_factory.mktemp("swatches")
+    rows = []
+    for c, (label, rgb) in enumerate(COLOURS.items()):
+        for j in range(3):
+            shade = tuple(int(v * (1.0 - 0.15 * j)) for v in rgb)
+            # an id with a slash and a space: image URLs must survive ids that are not URL-safe
+            item_id = f"{label}/{j} a" if j == 2 else f"{label}-{j}"
+            suffix = ".png" if j == 1 else ".jpg"
+            path = root / f"{label}_{j}{suffix}"
+            swatch(shade, seed=10 * c + j).save(path)
+            rows.append(
+                {
+                    "item_id": item_id,
+                    "product_id": f"{label}-p{j}",
+                    "view": "main",
+                    "image_path": str(path),
+                    "label": label,
+                    "split": "test",
+                    "title": f"{label.title()} swatch no. {j}",
+                    "brand": "Acme",
+                    "price": math.nan if j == 2 else 10.0 + j,
+                    "gender": "",
+                    "currency": "EUR",
+                    "source": "test",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture()
+def colour_searcher(colour_catalogue: pd.DataFrame) -> ColourSearcher:
+    return ColourSearcher(colour_catalogue)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
