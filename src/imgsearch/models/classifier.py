@@ -1,0 +1,269 @@
+"""One LightningModule for every study model: backbone by name, a linear classification layer on top.
+
+Batches are ``(images, targets, row_index)`` as yielded by ``CatalogueDataModule``. The hyperparameters
+saved into the checkpoint are plain Python values only (no OmegaConf containers, no tuples), so a checkpoint
+loads with ``torch.load(weights_only=True)`` and carries its preprocessing (``data_config``) and class names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from timm.optim import create_optimizer_v2
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from imgsearch.models.backbones import DATA_CONFIG_KEYS, create_backbone
+from imgsearch.models.plots import confusion_matrix_figure, save_figure
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_KINDS = ("features", "probs")
+LOSSES = ("cross_entropy", "hinge")
+SCHEDULERS = ("cosine", "none")
+
+
+def to_plain(value: Any, *, where: str = "value") -> Any:
+    """``value`` as plain Python containers/scalars (what ``torch.load(weights_only=True)`` accepts).
+
+    Hydra hands OmegaConf containers to ``__init__``; saved as they are they would make the checkpoint
+    unloadable without trusting pickled classes.
+    """
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v, where=f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{where}: {type(value).__name__} cannot be stored in a safe checkpoint")
+
+
+def _stage_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class ImageClassifier(L.LightningModule):
+    """Backbone (``create_backbone``) + linear layer, with train/val/test metrics and embeddings.
+
+    ``finetune``: ``all`` | ``head`` (only the classifier layers: AlexNet/VGG fc6/fc7/fc8, otherwise the
+    final linear layer) | ``last_n`` (the last ``finetune_last_n`` blocks plus the head). ``loss``:
+    ``cross_entropy`` or ``hinge`` (multi-class hinge; with ``backbone="svm"`` this is the linear SVM
+    s = Wx + b, the L2 penalty on W being the optimiser's weight decay, which timm does not apply to biases).
+    ``data_config`` is only passed when restoring from a checkpoint: the preprocessing the model was trained
+    with.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        class_names: list[str] | None = None,
+        pretrained: bool = False,
+        pretrained_path: str | None = None,
+        input_size: int | None = None,
+        finetune: str = "all",
+        finetune_last_n: int = 0,
+        dropout: float = 0.0,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        scheduler: str | None = "cosine",
+        warmup_epochs: int = 0,
+        loss: str = "cross_entropy",
+        label_smoothing: float = 0.0,
+        backbone_kwargs: dict | None = None,
+        data_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        num_classes = int(num_classes)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        class_names = [str(c) for c in to_plain(class_names)] if class_names is not None else None
+        if class_names is None:
+            class_names = [str(i) for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for num_classes={num_classes}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss {loss!r} unknown; use one of {LOSSES}")
+        if (scheduler or "none") not in SCHEDULERS:
+            raise ValueError(f"scheduler {scheduler!r} unknown; use one of {SCHEDULERS} or null")
+        backbone_kwargs = to_plain(backbone_kwargs or {}, where="backbone_kwargs")
+
+        self.save_hyperparameters()
+        # save_hyperparameters keeps the raw arguments; replace them by their plain forms (see to_plain).
+        for key in list(self.hparams):
+            self.hparams[key] = to_plain(self.hparams[key], where=key)
+        self.hparams["class_names"] = class_names
+        self.hparams["backbone_kwargs"] = backbone_kwargs
+
+        self.backbone = create_backbone(
+            backbone,
+            pretrained=pretrained,
+            pretrained_path=pretrained_path,
+            drop_rate=dropout,
+            input_size=input_size,
+            **backbone_kwargs,
+        )
+        resolved = data_config if data_config is not None else self.backbone.data_config
+        missing = [k for k in DATA_CONFIG_KEYS if k not in resolved]
+        if missing:
+            raise ValueError(f"data_config lacks {missing}")
+        self.hparams["data_config"] = to_plain(dict(resolved), where="data_config")
+
+        self.head = nn.Linear(self.backbone.num_features, num_classes)
+        self.trainable_backbone_params = self.backbone.apply_finetune(finetune, finetune_last_n)
+        self.criterion: nn.Module = (
+            nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+            if loss == "cross_entropy"
+            else nn.MultiMarginLoss()
+        )
+        self.train_metrics = _stage_metrics(num_classes, "train/")
+        self.val_metrics = _stage_metrics(num_classes, "val/")
+        self.test_metrics = _stage_metrics(num_classes, "test/")
+        self.test_confmat = MulticlassConfusionMatrix(num_classes)
+        self.confusion_matrix_path: Path | None = None
+
+    # ------------------------------------------------------------------------------------------ properties
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.hparams["class_names"])
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """timm data config (``input_size``, ``mean``, ``std``, ``interpolation``, ``crop_pct``,
+        ``crop_mode``): feed it to ``timm.data.create_transform(**data_config)``."""
+        return dict(self.hparams["data_config"])
+
+    # ------------------------------------------------------------------------------------------- inference
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[B, num_classes]``."""
+        return self.head(self.backbone(x))
+
+    def embed(self, x: torch.Tensor, kind: str = "features") -> torch.Tensor:
+        """``features``: pooled pre-logits ``[B, num_features]``; ``probs``: softmax ``[B, num_classes]``.
+
+        Runs in the module's current mode; call ``eval()`` (and ``torch.inference_mode``) for retrieval.
+        """
+        if kind not in EMBEDDING_KINDS:
+            raise ValueError(f"embedding kind {kind!r} unknown; use one of {EMBEDDING_KINDS}")
+        features = self.backbone(x)
+        return features if kind == "features" else self.head(features).softmax(dim=-1)
+
+    def embedding_dim(self, kind: str = "features") -> int:
+        if kind not in EMBEDDING_KINDS:
+            raise ValueError(f"embedding kind {kind!r} unknown; use one of {EMBEDDING_KINDS}")
+        return self.backbone.num_features if kind == "features" else int(self.hparams["num_classes"])
+
+    @staticmethod
+    def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(images, targets, rows)``; also accepts a bare image tensor or ``(images, rows)`` for predict."""
+        if isinstance(batch, torch.Tensor):
+            return batch, None, None
+        if isinstance(batch, Sequence) and len(batch) == 3:
+            return batch[0], batch[1], batch[2]
+        if isinstance(batch, Sequence) and len(batch) == 2:
+            return batch[0], None, batch[1]
+        raise TypeError("expected a batch (images, targets, row_index), (images, row_index) or images")
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> dict[str, torch.Tensor | None]:
+        images, _, rows = self._unpack(batch)
+        features = self.backbone(images)
+        return {"features": features, "probs": self.head(features).softmax(dim=-1), "row": rows}
+
+    # ------------------------------------------------------------------------------------------- training
+
+    def _shared_step(self, batch: Any, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        images, targets, _ = self._unpack(batch)
+        if targets is None:
+            raise TypeError(f"{stage} batches must be (images, targets, row_index)")
+        logits = self(images)
+        loss = self.criterion(logits, targets)
+        metrics.update(logits.detach(), targets)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(images),
+                 sync_dist=not on_step)  # fmt: skip
+        self.log_dict(
+            metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(images)
+        )
+        if stage == "test":
+            self.test_confmat.update(logits.detach().argmax(dim=-1), targets)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        matrix = self.test_confmat.compute().cpu()  # every rank must join the sync
+        self.test_confmat.reset()
+        if not self.trainer.is_global_zero:
+            return
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        fig = confusion_matrix_figure(matrix, self.class_names)
+        self.confusion_matrix_path = save_figure(fig, out_dir / "confusion_matrix.png")
+        log.info("confusion matrix written to %s", self.confusion_matrix_path)
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="test/confusion_matrix", images=[str(self.confusion_matrix_path)])
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure("test/confusion_matrix", fig, global_step=self.global_step)
+
+    # ------------------------------------------------------------------------------------------ optimiser
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        # timm skips parameters with requires_grad=False and keeps biases/norms out of weight decay.
+        optimizer = create_optimizer_v2(
+            self, opt=hp["optimizer"], lr=hp["lr"], weight_decay=hp["weight_decay"], momentum=hp["momentum"]
+        )
+        if (hp["scheduler"] or "none") == "none":
+            return optimizer
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is not None and max_epochs > 0:
+            interval, total, warmup = "epoch", max_epochs, int(hp["warmup_epochs"])
+        else:  # training bounded by max_steps: schedule per step, warmup converted to steps
+            interval, total = "step", max(1, int(self.trainer.estimated_stepping_batches))
+            per_epoch = self.trainer.num_training_batches
+            per_epoch = int(per_epoch) if per_epoch not in (None, float("inf")) else 0
+            warmup = int(hp["warmup_epochs"]) * per_epoch
+        warmup = min(max(warmup, 0), total - 1)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+        if warmup > 0:
+            ramp = torch.optim.lr_scheduler.LinearLR(
+                optimizer, start_factor=1.0 / (warmup + 1), total_iters=warmup
+            )
+            scheduler: Any = torch.optim.lr_scheduler.SequentialLR(
+                optimizer, [ramp, cosine], milestones=[warmup]
+            )
+        else:
+            scheduler = cosine
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
