@@ -19,8 +19,10 @@ $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# The dev install also brings Debian's chromium for the browser test (Playwright's download needs network).
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $(RUNTIME_STAMP) $@
 
 install: $(RUNTIME_STAMP)
