@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -474,7 +475,7 @@ def ensure_demo(root: str | os.PathLike[str] = "data/demo", **generate_kwargs: A
                 "choose another demo root or remove it"
             )
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-        old = root.with_name(f".{root.name}.old-{os.getpid()}")
+        old = root.with_name(f".{root.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             generate_demo(tmp, **params)
             if root.exists():
