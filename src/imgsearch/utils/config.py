@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -20,3 +22,14 @@ def config_dir() -> str:
             f"imgsearch configs not found at {path}; set IMGSEARCH_CONFIG_DIR to the repository's conf/ folder"
         )
     return str(path)
+
+
+def repo_root() -> str:
+    """The folder above ``conf/``: data/ and outputs/ live here unless IMGSEARCH_ROOT says otherwise."""
+    return str(Path(config_dir()).parent)
+
+
+# Configs say ``${imgsearch.root_dir:}`` so that runs started from any working directory agree on where
+# data/ and outputs/ are. Registered on import because every entry point imports this module for config_dir().
+if not OmegaConf.has_resolver("imgsearch.root_dir"):
+    OmegaConf.register_new_resolver("imgsearch.root_dir", repo_root)
