@@ -19,7 +19,8 @@ def config_dir() -> str:
     path = Path(env) if env else REPO_ROOT / "conf"
     if not (path / "train.yaml").exists():
         raise FileNotFoundError(
-            f"imgsearch configs not found at {path}; set IMGSEARCH_CONFIG_DIR to the repository's conf/ folder"
+            f"imgsearch configs not found at {path}; "
+            "set IMGSEARCH_CONFIG_DIR to the repository's conf/ folder"
         )
     return str(path)
 
