@@ -307,14 +307,14 @@ def serve(cfg: Any) -> None:
     import uvicorn
     from hydra.utils import to_absolute_path
 
-    from imgsearch.retrieval.search import Searcher
-
     index_dir = Path(to_absolute_path(str(cfg.index_dir)))
     if not (index_dir / "manifest.json").is_file():
         raise SystemExit(
             f"no index at {index_dir} (manifest.json missing); build one with imgsearch-index, "
             "or run `make demo` and serve outputs/demo/index"
         )
+    from imgsearch.retrieval.search import Searcher  # torch, timm, faiss: only once there is an index
+
     checkpoint = cfg.get("checkpoint")
     searcher = Searcher.from_index_dir(
         index_dir,

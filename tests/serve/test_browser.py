@@ -1,0 +1,122 @@
+"""End to end in a real headless browser: Debian's chromium, driven by Playwright, against uvicorn.
+
+Playwright's own browser download is never used (no network at test time): the test launches the
+system chromium that ``make test`` installs with apt.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from imgsearch.data.images import load_image
+from imgsearch.serve.app import create_app
+
+from .conftest import ColourSearcher, live_server
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+K = 8
+
+
+def chromium_executable() -> str:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.skip("Debian's chromium is not installed; `make test` installs it (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def demo_items(tmp_path_factory: pytest.TempPathFactory):
+    from imgsearch.data.demo import demo_catalogue
+
+    return demo_catalogue(tmp_path_factory.mktemp("demo"), products_per_class=2, image_size=96)
+
+
+@pytest.mark.slow
+def test_upload_in_browser_shows_category_and_result_grid(demo_items, repo_root, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
+    executable = chromium_executable()
+    searcher = ColourSearcher(demo_items)
+    app = create_app(searcher, top_k=K, model_name="mean colour (test)")
+    query = demo_items[demo_items["view"] == "model"].iloc[0]
+    # what the API answers for this photo is what the page must show
+    (expected,) = searcher.search([load_image(query["image_path"])], k=K)
+
+    with live_server(app) as base_url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            requested: set[tuple[str, str]] = set()
+            page.on("request", lambda req: requested.add(urlsplit(req.url)[:2]))
+            console_errors: list[str] = []
+            page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+
+            page.goto(base_url + "/")
+            sync_api.expect(page.locator("#index-info")).to_have_text(
+                f"{len(demo_items)} products indexed · mean colour (test)"
+            )
+            page.set_input_files("#file-input", query["image_path"])
+
+            cards = page.locator("#result-grid .card")
+            sync_api.expect(cards).to_have_count(K, timeout=60_000)
+            sync_api.expect(page.locator("#preview")).to_be_visible()
+            sync_api.expect(page.locator("#category")).to_have_text(expected.category)
+            shown_pct = page.locator("#probability").inner_text()
+            assert shown_pct == f"{expected.probability * 100:.1f}% confident"
+            titles = cards.locator(".title").all_text_contents()
+            assert titles == [h.title for h in expected.hits]
+            assert all(t.strip() for t in titles)
+            assert cards.locator(".rank").all_inner_texts() == [f"#{i}" for i in range(1, K + 1)]
+            assert cards.locator(".brand-name").all_text_contents() == [h.brand for h in expected.hits]
+            # every result image really loaded from the service
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#result-grid img')]"
+                ".every(img => img.complete && img.naturalWidth > 0)",
+                timeout=30_000,
+            )
+            # nothing but this service over the network (blob: is the local preview of the photo)
+            network = {(scheme, host) for scheme, host in requested if scheme not in ("blob", "data")}
+            assert network == {tuple(urlsplit(base_url)[:2])}, requested
+            assert console_errors == []
+
+            shot = page.screenshot(full_page=True, path=str(tmp_path / "serve.png"))
+            save_docs_screenshot(shot, repo_root / "docs" / "img" / "serve.png")
+
+            # a bad upload shows the service's message instead of results
+            bad = tmp_path / "notes.jpg"
+            bad.write_text("not a photo at all\n")
+            page.set_input_files("#file-input", str(bad))
+            sync_api.expect(page.locator("#message")).to_contain_text("is not a supported image")
+            sync_api.expect(cards).to_have_count(0)
+            sync_api.expect(page.locator("#prediction")).to_be_hidden()
+        finally:
+            browser.close()
+
+
+def save_docs_screenshot(png: bytes, path: Path, *, max_bytes: int = 300_000) -> None:
+    """Write the page screenshot for the README, as a palette PNG so it stays small."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    buf = io.BytesIO()
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        buf, format="PNG", optimize=True
+    )
+    data = buf.getvalue()
+    assert len(data) < max_bytes, f"screenshot is {len(data)} bytes, more than {max_bytes}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
