@@ -514,8 +514,13 @@ def demo_contact_sheet(
     categories: Sequence[str] | None = None,
     products: int = 2,
     image_size: int = 96,
+    colours: int | None = 256,
 ) -> Path:
-    """Draw a PNG grid of cutout / model pairs (``products`` per category, one category a row)."""
+    """Draw a PNG grid of cutout / model pairs (``products`` per category, one category a row).
+
+    ``colours``: palette size of the saved PNG (the model views' noise makes a full-colour PNG ~5x larger);
+    ``None`` keeps full colour.
+    """
     from PIL import Image
 
     cats = _normalise_params(seed, products, image_size, categories, False)["categories"]
@@ -528,5 +533,5 @@ def demo_contact_sheet(
             sheet.paste(model, ((2 * k + 1) * image_size, r * image_size))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, optimize=True)
+    (sheet.quantize(colours) if colours else sheet).save(path, optimize=True)
     return path

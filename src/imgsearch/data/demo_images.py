@@ -391,7 +391,7 @@ def _legs(
 def _trousers(c: _Canvas, st: _Style) -> None:
     ww, waist, hem = st.u(0.15, 0.18), 0.06, 0.95
     _torso_and_feet(c, st, waist, hem + 0.02, ww)
-    _legs(c, st, waist, 0.36, hem, ww, ww + st.u(0.0, 0.06), st.u(0.01, 0.04))
+    _legs(c, st, waist, 0.36, hem, ww, ww + st.u(0.0, 0.06), st.u(0.02, 0.05))
     for s in (-1, 1):
         c.line(
             [(0.5 + s * ww * 0.5, waist + 0.04), (0.5 + s * ww * 0.55, hem)], _shade(st.primary, 0.8), 0.004
@@ -413,10 +413,10 @@ def _jeans(c: _Canvas, st: _Style) -> None:
 
 
 def _shorts(c: _Canvas, st: _Style) -> None:
-    ww, waist, hem = st.u(0.17, 0.21), 0.3, st.u(0.6, 0.7)
+    ww, waist, hem = st.u(0.15, 0.18), 0.3, st.u(0.62, 0.7)
     _torso_and_feet(c, st, waist, 0.98, ww)
     _head_and_legs(c, st, -1.0, hem, ww)  # only the legs fall inside the canvas
-    _legs(c, st, waist, 0.5, hem, ww, ww + st.u(0.04, 0.08), st.u(0.0, 0.03))
+    _legs(c, st, waist, 0.49, hem, ww, ww + st.u(0.05, 0.09), st.u(0.05, 0.08))
     c.line([(0.5 - ww - 0.05, hem - 0.025), (0.5 - 0.02, hem - 0.025)], _shade(st.primary, 0.7), 0.008)
     c.line([(0.5 + 0.02, hem - 0.025), (0.5 + ww + 0.05, hem - 0.025)], _shade(st.primary, 0.7), 0.008)
 
@@ -472,23 +472,27 @@ def _sandals(c: _Canvas, st: _Style) -> None:
 
 
 def _pumps(c: _Canvas, st: _Style) -> None:
-    heel = st.u(0.22, 0.3)
-    _leg_into_shoe(c, st, 0.2, 0.33, 0.36)
+    # Side view, toe to the right: a low-cut upper over an arched sole on a stiletto heel.
+    heel = st.u(0.2, 0.28)
+    _leg_into_shoe(c, st, 0.2, 0.34, 0.42)
     c.poly(
         [
-            (0.16, 0.38),
-            (0.3, 0.44),
-            (0.52, 0.56),
-            (0.72, 0.62),
-            (0.92, 0.7),
-            (0.86, 0.73),
-            (0.6, 0.72),
-            (0.36, 0.58),
-            (0.2, 0.52),
+            (0.18, 0.38),
+            (0.24, 0.45),
+            (0.4, 0.53),
+            (0.52, 0.57),
+            (0.66, 0.6),
+            (0.84, 0.64),
+            (0.93, 0.7),
+            (0.9, 0.74),
+            (0.62, 0.74),
+            (0.4, 0.63),
+            (0.22, 0.55),
         ]
     )
-    c.poly([(0.2, 0.4), (0.33, 0.47), (0.5, 0.56), (0.3, 0.5)], _shade(st.primary, 0.45))
-    c.poly([(0.17, 0.5), (0.25, 0.53), (0.22, 0.52 + heel), (0.2, 0.52 + heel)], _shade(st.primary, 0.7))
+    c.poly([(0.2, 0.41), (0.4, 0.53), (0.52, 0.57), (0.4, 0.56), (0.22, 0.47)], _shade(st.primary, 0.35))
+    c.line([(0.22, 0.55), (0.4, 0.63), (0.62, 0.74), (0.9, 0.74)], _shade(st.primary, 0.5), 0.012)
+    c.poly([(0.18, 0.52), (0.27, 0.56), (0.235, 0.56 + heel), (0.21, 0.56 + heel)], _shade(st.primary, 0.6))
 
 
 def _bag(c: _Canvas, st: _Style) -> None:
