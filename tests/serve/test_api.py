@@ -6,12 +6,13 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from imgsearch.data import images as images_module
-from imgsearch.serve.app import MAX_K, STATIC_DIR, create_app, item_image_url
+from imgsearch.serve.app import MAX_K, STATIC_DIR, create_app, item_image_url, manifest_facts
 
 from .conftest import COLOURS, ColourSearcher, encode, swatch
 
@@ -343,3 +344,35 @@ def test_searcher_items_need_unique_ids(colour_catalogue):
     items = pd.concat([colour_catalogue, colour_catalogue.iloc[:1]], ignore_index=True)
     with pytest.raises(ValueError, match="item_id"):
         create_app(ColourSearcher(items))
+
+
+def test_health_facts_come_from_the_index_manifest_without_server_paths(colour_catalogue, tmp_path):
+    faiss = pytest.importorskip("faiss")
+    from imgsearch.retrieval.index import make_manifest
+
+    index = faiss.IndexFlatIP(4)
+    index.add(np.eye(4, dtype="float32")[[0, 1, 2, 3, 0, 1, 2, 3, 0]])
+    manifest = make_manifest(
+        index=index,
+        items=colour_catalogue,
+        embedding="features",
+        metric="ip",
+        normalize=True,
+        factory="Flat",
+        checkpoint=tmp_path / "secret" / "model.ckpt",
+        checkpoint_sha256="0" * 64,
+        backbone="efficientnet_lite0",
+        data_config={"input_size": [3, 64, 64]},
+        class_names=list(COLOURS),
+        catalogue_path=tmp_path / "secret" / "catalogue.csv",
+    )
+    model, facts = manifest_facts(manifest)
+    assert model == "efficientnet_lite0"
+    assert facts["embedding"] == "features" and facts["dim"] == 4 and facts["metric"] == "ip"
+    assert facts["classes"] == 3 and facts["index_factory"] == "Flat"
+    client = TestClient(create_app(ColourSearcher(colour_catalogue), model_name=model, details=facts))
+    health = client.get("/health")
+    assert health.json()["model"] == "efficientnet_lite0"
+    assert health.json()["details"]["dim"] == 4
+    assert "secret" not in health.text
+    assert manifest_facts({}) == ("", {})

@@ -181,7 +181,8 @@ def create_app(
     async def _too_large(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail, "reason": "too_big"}, status_code=413)
 
-    def run_search(image: Image.Image, k: int) -> SearchResponse:
+    def decode_and_search(data: bytes, filename: str, k: int) -> SearchResponse:
+        image = decode_upload(data, filename, max_bytes=max_upload_bytes)
         with search_lock:
             (result,) = searcher.search([image], k=k, restrict_to_predicted=restrict_to_predicted)
         hits = [
@@ -221,8 +222,8 @@ def create_app(
     ) -> SearchResponse:
         # One byte over the limit is enough to know the file is too big.
         data = await file.read(max_upload_bytes + 1)
-        image = decode_upload(data, file.filename or "upload", max_bytes=max_upload_bytes)
-        return await run_in_threadpool(run_search, image, k or top_k)
+        # decoding and the model are CPU-bound: off the event loop, so /health and images stay responsive
+        return await run_in_threadpool(decode_and_search, data, file.filename or "upload", k or top_k)
 
     @app.get(
         "/items/{item_id:path}/image",
@@ -268,25 +269,37 @@ def create_app(
     return app
 
 
-def manifest_facts(index_dir: str | Path) -> tuple[str, dict[str, Any]]:
-    """``(model name, facts for /health)`` from an index directory's ``manifest.json``."""
-    path = Path(index_dir) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return "", {}
-    if not isinstance(manifest, dict):
-        return "", {}
-    model = manifest.get("backbone") or manifest.get("model") or ""
-    if isinstance(model, dict):
-        model = model.get("backbone") or model.get("name") or ""
+def manifest_facts(manifest: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(model name, facts for /health)`` from an index manifest (``imgsearch.retrieval.index``).
+
+    Only descriptive facts are kept: the manifest's file paths stay on the server.
+    """
+
+    def section(name: str) -> Mapping[str, Any]:
+        value = manifest.get(name)
+        return value if isinstance(value, Mapping) else {}
+
+    model, embedding, index = section("model"), section("embedding"), section("index")
+    class_names = model.get("class_names")
     facts = {
-        key: manifest[key]
-        for key in ("embedding_kind", "kind", "dim", "metric", "normalize", "index_factory", "created")
-        if key in manifest and isinstance(manifest[key], str | int | float | bool)
+        "embedding": embedding.get("kind"),
+        "dim": embedding.get("dim"),
+        "normalize": embedding.get("normalize"),
+        "metric": index.get("metric"),
+        "index_factory": index.get("factory"),
+        "classes": len(class_names) if isinstance(class_names, list) else None,
+        "created": manifest.get("created"),
     }
-    return str(model), facts
+    return str(model.get("backbone") or ""), {k: v for k, v in facts.items() if v is not None}
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the manifest of %s: %s", index_dir, exc)
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def main() -> None:
@@ -321,7 +334,7 @@ def serve(cfg: Any) -> None:
         device=str(cfg.device),
         checkpoint=to_absolute_path(str(checkpoint)) if checkpoint else None,
     )
-    model_name, facts = manifest_facts(index_dir)
+    model_name, facts = manifest_facts(getattr(searcher, "manifest", None) or read_manifest(index_dir))
     app = create_app(
         searcher,
         max_upload_bytes=int(float(cfg.max_upload_mb) * 1024 * 1024),
