@@ -1,0 +1,346 @@
+"""FAISS index: build from an ``index_factory`` string, save/load as one atomic directory, guard its use.
+
+An index directory holds three files, written together (``imgsearch.utils.atomic.atomic_dir``) so an
+interrupted build leaves the previous directory intact:
+
+* ``index.faiss`` - the FAISS index; vector ``i`` is row ``i`` of ``items.csv``;
+* ``items.csv`` - the catalogue rows in index order (schema of ``docs/architecture.md``);
+* ``manifest.json`` - what produced the vectors (checkpoint path + sha256, backbone, embedding kind and
+  dimension, metric, normalisation, factory string, preprocessing, catalogue hash, sizes, time, versions),
+  checked by :func:`check_compatible` before a model queries the index.
+
+Index positions are the FAISS ids (``0 .. ntotal-1``), so no ``IndexIDMap`` is needed and an
+``IDSelector`` over positions restricts a search to a subset (e.g. one category).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pandas as pd
+
+import imgsearch
+from imgsearch.data.schema import catalogue_hash, read_catalogue, write_catalogue
+from imgsearch.utils.atomic import atomic_dir
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "index.faiss"
+ITEMS_FILE = "items.csv"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 1
+
+METRICS: dict[str, int] = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+
+
+class IndexCompatibilityError(ValueError):
+    """The index was built with a different model, embedding or preprocessing than the one querying it."""
+
+
+def _as_float32(vectors: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"vectors must be a 2-D [n, dim] array, got shape {x.shape}")
+    return x
+
+
+def prepare_vectors(vectors: np.ndarray, *, normalize: bool) -> np.ndarray:
+    """float32, C-contiguous copy, L2-normalised per row when ``normalize`` (cosine = inner product)."""
+    x = np.array(_as_float32(vectors), copy=True)
+    if not np.isfinite(x).all():
+        raise ValueError("vectors contain NaN or inf; the model or the input images are broken")
+    if normalize and len(x):
+        faiss.normalize_L2(x)
+    return x
+
+
+def metric_type(metric: str) -> int:
+    try:
+        return METRICS[metric]
+    except KeyError:
+        raise ValueError(f"unknown metric {metric!r}; use one of {sorted(METRICS)}") from None
+
+
+def build_index(
+    vectors: np.ndarray,
+    *,
+    factory: str = "Flat",
+    metric: str = "ip",
+    normalize: bool = True,
+    train_sample: int = 100_000,
+    seed: int = 0,
+) -> faiss.Index:
+    """Build a FAISS index from ``faiss.index_factory(dim, factory, metric)`` and add ``vectors``.
+
+    Args:
+        vectors: ``[n, dim]`` embeddings, row ``i`` becomes id ``i``.
+        factory: any ``index_factory`` string: ``Flat`` (exact), ``HNSW32``, ``IVF4096,PQ64``, ...
+        metric: ``ip`` (inner product; cosine similarity when ``normalize``) or ``l2`` (Euclidean).
+        normalize: L2-normalise rows first (queries must then be normalised too; the manifest says so).
+        train_sample: indexes that need training (IVF, PQ, PCA) are trained on at most this many rows,
+            drawn with ``seed`` so a rebuild gives the same index.
+
+    Raises:
+        ValueError: no vectors, a bad factory string or metric, or too few vectors to train the index.
+    """
+    x = prepare_vectors(vectors, normalize=normalize)
+    n, dim = x.shape
+    if n == 0:
+        raise ValueError("cannot build an index from zero vectors (empty gallery)")
+    try:
+        index = faiss.index_factory(dim, factory, metric_type(metric))
+    except RuntimeError as exc:
+        raise ValueError(f"FAISS cannot build index_factory({dim}, {factory!r}): {exc}") from exc
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = x if n <= train_sample else x[np.sort(rng.choice(n, size=train_sample, replace=False))]
+        log.info("training %s index on %d of %d vectors", factory, len(sample), n)
+        try:
+            index.train(sample)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"training the {factory!r} index on {len(sample)} vectors failed (an IVF index with nlist "
+                f"lists needs well over nlist vectors; use a smaller factory such as 'Flat'): {exc}"
+            ) from exc
+    index.add(x)
+    return index
+
+
+def search_params(
+    index: faiss.Index,
+    *,
+    ids: Sequence[int] | np.ndarray | None = None,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+) -> faiss.SearchParameters | None:
+    """Per-search parameters of the right FAISS type for ``index``.
+
+    ``ids`` restricts the search to those index positions (``IDSelectorBatch``; classify-then-search),
+    ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall. Returns ``None`` when nothing is set.
+    """
+    if ids is None and nprobe is None and ef_search is None:
+        return None
+    sel = None
+    if ids is not None:
+        sel = faiss.IDSelectorBatch(np.ascontiguousarray(np.asarray(ids), dtype=np.int64))
+
+    def make(idx: faiss.Index) -> faiss.SearchParameters:
+        idx = faiss.downcast_index(idx)
+        if isinstance(idx, faiss.IndexPreTransform):
+            return faiss.SearchParametersPreTransform(index_params=make(idx.index))
+        kwargs: dict[str, Any] = {} if sel is None else {"sel": sel}
+        if isinstance(idx, faiss.IndexIVF):
+            if nprobe is not None:
+                kwargs["nprobe"] = int(nprobe)
+            return faiss.SearchParametersIVF(**kwargs)
+        if isinstance(idx, faiss.IndexHNSW):
+            if ef_search is not None:
+                kwargs["efSearch"] = int(ef_search)
+            return faiss.SearchParametersHNSW(**kwargs)
+        return faiss.SearchParameters(**kwargs)
+
+    params = make(index)
+    params._imgsearch_sel = sel  # keep the selector alive as long as the parameters
+    return params
+
+
+def search_batched(
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    *,
+    batch_size: int = 4096,
+    params: faiss.SearchParameters | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` search in batches of ``batch_size`` queries, so memory stays ``O(batch_size * k)``.
+
+    Queries must already be prepared like the index vectors (see :func:`prepare_vectors`).
+
+    Returns:
+        ``(scores, ids)``, ``[Q, k]`` float32 / int64. Scores are inner products (higher is closer) for
+        ``ip`` and squared L2 distances (lower is closer) for ``l2``. ``ids`` are index positions; ``-1``
+        marks a missing result (fewer than ``k`` items, or fewer allowed by the selector).
+    """
+    q = _as_float32(queries)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if q.shape[1] != index.d:
+        raise ValueError(f"query dimension {q.shape[1]} does not match the index dimension {index.d}")
+    scores = np.empty((len(q), k), dtype=np.float32)
+    ids = np.empty((len(q), k), dtype=np.int64)
+    for start in range(0, len(q), batch_size):
+        stop = min(start + batch_size, len(q))
+        if params is None:
+            d, i = index.search(q[start:stop], k)
+        else:
+            d, i = index.search(q[start:stop], k, params=params)
+        scores[start:stop], ids[start:stop] = d, i
+    return scores, ids
+
+
+def _json_normalise(obj: Any) -> Any:
+    """Tuples become lists, numpy scalars Python numbers: the form a value has after a JSON round trip."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def make_manifest(
+    *,
+    index: faiss.Index,
+    items: pd.DataFrame,
+    embedding: str,
+    metric: str,
+    normalize: bool,
+    factory: str,
+    checkpoint: str | os.PathLike[str] | None,
+    checkpoint_sha256: str | None,
+    backbone: str | None,
+    data_config: Mapping[str, Any] | None,
+    class_names: Sequence[str] | None = None,
+    catalogue_path: str | os.PathLike[str] | None = None,
+    catalogue_sha256: str | None = None,
+    catalogue_rows: int | None = None,
+    skipped: Sequence[Mapping[str, Any]] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest written beside an index: everything a later query needs to embed compatibly."""
+    return _json_normalise(
+        {
+            "manifest_version": MANIFEST_VERSION,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "imgsearch_version": imgsearch.__version__,
+            "faiss_version": faiss.__version__,
+            "checkpoint": {
+                "path": None if checkpoint is None else str(Path(checkpoint).resolve()),
+                "sha256": checkpoint_sha256,
+            },
+            "model": {
+                "backbone": backbone,
+                "data_config": dict(data_config) if data_config is not None else None,
+                "class_names": list(class_names) if class_names is not None else None,
+            },
+            "embedding": {"kind": embedding, "dim": int(index.d), "normalize": bool(normalize)},
+            "index": {"factory": factory, "metric": metric, "ntotal": int(index.ntotal)},
+            "catalogue": {
+                "path": None if catalogue_path is None else str(Path(catalogue_path).resolve()),
+                "sha256": catalogue_sha256,
+                "rows": catalogue_rows,
+                "items": len(items),
+                "items_sha256": catalogue_hash(items),
+                "skipped": len(skipped),
+                "skipped_items": list(skipped)[:1000],
+            },
+            **(dict(extra) if extra else {}),
+        }
+    )
+
+
+def save_index_dir(
+    directory: str | os.PathLike[str], index: faiss.Index, items: pd.DataFrame, manifest: Mapping[str, Any]
+) -> Path:
+    """Write ``index.faiss``, ``items.csv`` and ``manifest.json`` into ``directory`` atomically.
+
+    Raises:
+        ValueError: the index and the item table disagree in size.
+    """
+    if index.ntotal != len(items):
+        raise ValueError(f"index holds {index.ntotal} vectors but the item table has {len(items)} rows")
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        write_catalogue(items.reset_index(drop=True), tmp / ITEMS_FILE)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(dict(manifest), indent=2) + "\n", encoding="utf-8")
+    log.info("wrote index directory %s (%d items)", directory, len(items))
+    return directory
+
+
+def load_index_dir(directory: str | os.PathLike[str]) -> tuple[faiss.Index, pd.DataFrame, dict[str, Any]]:
+    """Read an index directory written by :func:`save_index_dir`; checks that its parts agree.
+
+    Raises:
+        FileNotFoundError: the directory or one of its three files is missing.
+        IndexCompatibilityError: index, items and manifest disagree (sizes, dimension).
+    """
+    directory = Path(directory)
+    missing = [n for n in (INDEX_FILE, ITEMS_FILE, MANIFEST_FILE) if not (directory / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} is not an index directory: missing {', '.join(missing)}")
+    try:
+        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise IndexCompatibilityError(f"{directory / MANIFEST_FILE}: not valid JSON ({exc})") from exc
+    index = faiss.read_index(str(directory / INDEX_FILE))
+    items = read_catalogue(directory / ITEMS_FILE)
+    if index.ntotal != len(items):
+        raise IndexCompatibilityError(
+            f"{directory}: index holds {index.ntotal} vectors but items.csv has {len(items)} rows"
+        )
+    dim = manifest.get("embedding", {}).get("dim")
+    if dim != index.d:
+        raise IndexCompatibilityError(f"{directory}: manifest says dimension {dim}, index has {index.d}")
+    return index, items, manifest
+
+
+def _module_backbone(module: Any) -> str | None:
+    hparams = getattr(module, "hparams", None) or {}
+    backbone = hparams.get("backbone") if hasattr(hparams, "get") else None
+    return None if backbone is None else str(backbone)
+
+
+def check_compatible(manifest: Mapping[str, Any], module: Any | None, kind: str | None = None) -> None:
+    """Stop with a clear error if ``module`` cannot produce queries for the index of ``manifest``.
+
+    Checks the embedding kind, the embedding dimension (``module.embedding_dim(kind)``), the backbone
+    name (``module.hparams["backbone"]``) and the preprocessing (``module.data_config``). ``module`` may
+    be ``None`` only for a ``pixels`` index.
+
+    Raises:
+        IndexCompatibilityError: naming what differs and both values.
+    """
+    emb = manifest.get("embedding", {})
+    index_kind = emb.get("kind")
+    kind = kind or index_kind
+    if kind != index_kind:
+        raise IndexCompatibilityError(f"index holds {index_kind!r} embeddings but {kind!r} were requested")
+    if kind == "pixels":
+        return
+    if module is None:
+        raise IndexCompatibilityError(f"a {kind!r} index needs a model checkpoint to embed queries")
+    dim = int(module.embedding_dim(kind))
+    if dim != emb.get("dim"):
+        raise IndexCompatibilityError(
+            f"embedding dimension mismatch: index has {emb.get('dim')}-d {kind!r} vectors, "
+            f"the model gives {dim}-d ones (different backbone or number of classes?)"
+        )
+    model = manifest.get("model", {})
+    want, got = model.get("backbone"), _module_backbone(module)
+    if want is not None and got is not None and want != got:
+        raise IndexCompatibilityError(
+            f"model mismatch: index built with backbone {want!r}, checkpoint is {got!r}"
+        )
+    want_cfg = model.get("data_config")
+    got_cfg = getattr(module, "data_config", None)
+    if want_cfg is not None and got_cfg is not None:
+        got_cfg = _json_normalise(dict(got_cfg))
+        diff = {
+            k: (want_cfg.get(k), got_cfg.get(k))
+            for k in sorted(set(want_cfg) | set(got_cfg))
+            if want_cfg.get(k) != got_cfg.get(k)
+        }
+        if diff:
+            detail = "; ".join(f"{k}: index {a!r} vs model {b!r}" for k, (a, b) in diff.items())
+            raise IndexCompatibilityError(f"preprocessing mismatch between index and model: {detail}")
+    if kind == "probs":
+        want_classes = model.get("class_names")
+        got_classes = list(getattr(module, "class_names", []) or [])
+        if want_classes is not None and got_classes and want_classes != got_classes:
+            raise IndexCompatibilityError(
+                "class list of the model differs from the one the index was built with"
+            )
