@@ -85,7 +85,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     df = read_any(args.path, args.kind, args.image_dir, **csv_kwargs)
     console.print(
         f"[b]{args.path}[/b]: {len(df)} images, {df['product_id'].nunique()} products, "
-        f"{df['label'].nunique()} labels"
+        f"{df['label'].nunique()} labels",
+        soft_wrap=True,
     )
     for column in ("label", "split", "view"):
         console.print(_counts_table(f"images per {column}", df[column]))
