@@ -1,0 +1,238 @@
+"""Embed catalogue images with ``lightning.Trainer.predict`` (one code path for CPU, one GPU or many).
+
+Kinds: ``features`` (the classifier's pooled pre-logits) and ``probs`` (its softmax) come from one
+forward pass of an :class:`~imgsearch.models.classifier.ImageClassifier`; ``pixels`` (the image resized to
+``pixel_size`` x ``pixel_size``, flattened, values in [0, 1]) is the no-model baseline.
+
+Images are read through :class:`~imgsearch.data.dataset.CatalogueDataset` (the guarded decoder); an image
+that cannot be read is left out, counted and logged, and :attr:`Embeddings.rows` says which catalogue rows
+the vectors belong to, so vectors and ids never drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from timm.data import create_transform
+from torch.utils.data import DataLoader
+
+from imgsearch.data.datamodule import default_num_workers, draft_size_for, normalise_data_config
+from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
+
+log = logging.getLogger(__name__)
+
+MODEL_KINDS: tuple[str, ...] = ("features", "probs")
+PIXELS = "pixels"
+KINDS: tuple[str, ...] = (*MODEL_KINDS, PIXELS)
+
+
+@dataclass
+class Embeddings:
+    """Vectors of the readable rows of a catalogue, in catalogue order.
+
+    Attributes:
+        vectors: kind -> float32 ``[n_kept, dim]``.
+        rows: int64 ``[n_kept]``: positions (0-based) of those rows in the embedded table.
+        item_ids: ``item_id`` of each kept row.
+        skipped: ``{"item_id", "image_path"}`` of each row whose image could not be read.
+    """
+
+    vectors: dict[str, np.ndarray]
+    rows: np.ndarray
+    item_ids: list[str]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def __getitem__(self, kind: str) -> np.ndarray:
+        try:
+            return self.vectors[kind]
+        except KeyError:
+            raise KeyError(f"no {kind!r} embeddings; computed: {sorted(self.vectors)}") from None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def pixel_transform(size: int = 32) -> Any:
+    """Whole image resized (no crop) to ``size`` x ``size``, RGB in [0, 1]: the raw-pixel baseline."""
+    return create_transform(
+        input_size=(3, size, size), crop_pct=1.0, interpolation="bilinear", mean=(0.0,) * 3, std=(1.0,) * 3
+    )
+
+
+def model_transform(data_config: Mapping[str, Any]) -> Any:
+    """The model's evaluation preprocessing: timm ``create_transform(**data_config, is_training=False)``."""
+    return create_transform(**normalise_data_config(data_config), is_training=False)
+
+
+class _Embedder(L.LightningModule):
+    """Wraps a classifier (or nothing, for pixels) so ``Trainer.predict`` yields the requested kinds."""
+
+    def __init__(self, module: L.LightningModule | None, kinds: Sequence[str]) -> None:
+        super().__init__()
+        self.inner = module
+        self.kinds = tuple(kinds)
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> dict[str, torch.Tensor] | None:
+        if batch is None:  # every image of the batch was unreadable (collate_skip_none)
+            return None
+        images, _, rows = batch
+        out: dict[str, torch.Tensor] = {"row": rows}
+        if self.inner is None:
+            out[PIXELS] = images.flatten(1)
+        else:
+            pred = self.inner.predict_step(batch, batch_idx)
+            out.update({k: pred[k] for k in self.kinds})
+        return out
+
+
+class _Collect(BasePredictionWriter):
+    """Keeps each batch's outputs on the CPU as numpy (float32 even under bf16 / fp16 precision)."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="batch")
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ):
+        if prediction is None:
+            return
+        part = {}
+        for key, value in prediction.items():
+            value = value.detach().to("cpu")
+            part[key] = value.long().numpy() if key == "row" else value.float().numpy()
+        self.parts.append(part)
+
+
+def _gather(parts: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Under DDP each process predicted a shard: every process gets all of them."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return parts
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return parts
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, parts)
+    return [p for rank_parts in gathered for p in rank_parts]
+
+
+def merge_parts(
+    parts: list[dict[str, np.ndarray]], kinds: Sequence[str], n_rows: int
+) -> dict[str, np.ndarray]:
+    """Concatenate batch outputs, order them by catalogue row, drop repeated rows (DDP pads shards)."""
+    if not parts:
+        return {"row": np.zeros(0, dtype=np.int64)} | {k: np.zeros((0, 0), dtype=np.float32) for k in kinds}
+    rows = np.concatenate([p["row"] for p in parts]).astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise RuntimeError(f"prediction returned row {rows.min()}..{rows.max()} outside 0..{n_rows - 1}")
+    rows_sorted, first = np.unique(rows, return_index=True)
+    out = {"row": rows_sorted}
+    for kind in kinds:
+        out[kind] = np.ascontiguousarray(np.concatenate([p[kind] for p in parts])[first], dtype=np.float32)
+    return out
+
+
+def embed_catalogue(
+    module: L.LightningModule | None,
+    df: pd.DataFrame,
+    *,
+    kind: str | Sequence[str] = "features",
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    trainer_kwargs: Mapping[str, Any] | None = None,
+    pixel_size: int = 32,
+    draft: bool = True,
+) -> Embeddings:
+    """Embed every row of ``df`` (a catalogue table) with ``Trainer.predict``.
+
+    Args:
+        module: the trained classifier; ``None`` only for ``kind="pixels"``.
+        df: catalogue rows; vectors come back in this order, minus unreadable images.
+        kind: ``features``, ``probs``, ``pixels``, or several model kinds (one forward pass).
+        batch_size: images per batch (per device).
+        num_workers: dataloader processes; ``None`` = the cores this process may use.
+        trainer_kwargs: extra ``lightning.Trainer`` arguments (``accelerator``, ``devices``, ``precision``,
+            ``strategy``...). Default: one device (``accelerator="auto"``), no logger, progress bar on.
+        pixel_size: side of the ``pixels`` baseline's image.
+        draft: let the JPEG decoder shrink large images towards the input size (as training does).
+
+    Returns:
+        :class:`Embeddings`.
+
+    Raises:
+        ValueError: unknown kind, ``pixels`` mixed with model kinds, or a model kind without a module.
+    """
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown embedding kind(s) {unknown or kinds}; use {KINDS}")
+    if PIXELS in kinds and len(kinds) > 1:
+        raise ValueError("embed 'pixels' in a call of its own: it uses a different preprocessing")
+    if PIXELS not in kinds and module is None:
+        raise ValueError(f"embedding kind(s) {kinds} need a model")
+
+    table = df.reset_index(drop=True)  # CatalogueDataset reports rows by index label: make them positions
+    if PIXELS in kinds:
+        transform, draft_size, wrapped = pixel_transform(pixel_size), (pixel_size, pixel_size), None
+    else:
+        transform, draft_size, wrapped = (
+            model_transform(module.data_config),
+            draft_size_for(module.data_config),
+            module,
+        )
+    classes = list(getattr(module, "class_names", []) or [])
+    dataset = CatalogueDataset(
+        table, {c: i for i, c in enumerate(classes)}, transform, draft_size=draft_size if draft else None
+    )
+    workers = default_num_workers() if num_workers is None else int(num_workers)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate_skip_none,
+        pin_memory=torch.cuda.is_available(),
+    )
+    collector = _Collect()
+    kwargs: dict[str, Any] = {
+        "accelerator": "auto",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+    }
+    kwargs.update(dict(trainer_kwargs or {}))
+    kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), collector]
+    trainer = L.Trainer(**kwargs)
+    embedder = _Embedder(wrapped, kinds).eval()
+    trainer.predict(embedder, dataloaders=loader, return_predictions=False)
+
+    merged = merge_parts(_gather(collector.parts), kinds, len(table))
+    rows = merged.pop("row")
+    kept = np.zeros(len(table), dtype=bool)
+    kept[rows] = True
+    skipped = [
+        {"item_id": str(r.item_id), "image_path": str(r.image_path)}
+        for r in table.loc[~kept, ["item_id", "image_path"]].itertuples()
+    ]
+    if skipped:
+        log.warning(
+            "embedding skipped %d of %d images that could not be read, e.g. %s",
+            len(skipped),
+            len(table),
+            ", ".join(s["image_path"] for s in skipped[:3]),
+        )
+    return Embeddings(
+        vectors=merged,
+        rows=rows,
+        item_ids=table["item_id"].astype(str).to_numpy()[rows].tolist(),
+        skipped=skipped,
+    )
