@@ -6,6 +6,7 @@ system chromium that ``make test`` installs with apt.
 
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -101,6 +102,22 @@ def test_upload_in_browser_shows_category_and_result_grid(demo_items, repo_root,
             sync_api.expect(page.locator("#message")).to_contain_text("is not a supported image")
             sync_api.expect(cards).to_have_count(0)
             sync_api.expect(page.locator("#prediction")).to_be_hidden()
+
+            # dropping the photo on the drop zone searches again
+            photo_b64 = base64.b64encode(Path(query["image_path"]).read_bytes()).decode()
+            transfer = page.evaluate_handle(
+                """(b64) => {
+                    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                    const dt = new DataTransfer();
+                    dt.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+                    return dt;
+                }""",
+                photo_b64,
+            )
+            page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+            sync_api.expect(cards).to_have_count(K, timeout=60_000)
+            sync_api.expect(page.locator("#message")).to_be_hidden()
+            assert cards.locator(".title").all_text_contents() == titles
         finally:
             browser.close()
 
