@@ -1,0 +1,174 @@
+"""Query-vs-gallery evaluation: relevance, self-exclusion, classify-then-search, report files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgsearch.retrieval import metrics as M
+from imgsearch.retrieval.evaluate import (
+    Setting,
+    _drop_self,
+    evaluate_retrieval,
+    markdown_report,
+    search_relevance,
+    select_protocol,
+    write_report,
+)
+
+CPU = {"accelerator": "cpu", "enable_progress_bar": False}
+
+
+def test_search_relevance_hand_made():
+    # 1-D gallery on a line, L2: the query at 0.0 sees a(0.1), b(0.3), a(0.6), b(1.0) in that order
+    gallery = np.array([[1.0], [0.1], [0.6], [0.3]], np.float32)
+    gallery_keys = ["b", "a", "a", "b"]
+    scores, kept, top, rel, truncated = search_relevance(
+        np.array([[0.0]], np.float32), gallery, ["a"], gallery_keys, ks=(1, 3), metric="l2", normalize=False
+    )
+    assert kept.tolist() == [0]
+    assert top[0].tolist() == [1, 3, 2]
+    assert rel[0].tolist() == [True, False, True]
+    assert scores["mAP@3"][0] == pytest.approx((1 + 2 / 3) / 2)
+    assert scores["recall@1"][0] == 1.0
+    # R = 2 relevant items: ranks 1..2 = [a, b] -> (1/1)/2
+    assert scores["MAP@R"][0] == pytest.approx(0.5)
+    assert truncated == 0
+
+
+def test_search_relevance_matches_brute_force():
+    rng = np.random.default_rng(0)
+    g, q = rng.normal(size=(60, 8)).astype(np.float32), rng.normal(size=(15, 8)).astype(np.float32)
+    g_keys, q_keys = rng.integers(0, 4, 60).astype(str), rng.integers(0, 4, 15).astype(str)
+    scores, kept, _, _, _ = search_relevance(q, g, q_keys, g_keys, ks=(1, 5, 10), metric="ip", batch_size=4)
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    order = np.argsort(-(qn @ gn.T), axis=1, kind="stable")
+    relevant = g_keys[order] == q_keys[:, None]
+    n_rel = (g_keys[None, :] == q_keys[:, None]).sum(1)
+    want = M.retrieval_scores(relevant, n_rel, (1, 5, 10))  # all 60 columns: no MAP@R truncation
+    for name in want:
+        np.testing.assert_allclose(scores[name], want[name][kept], err_msg=name)
+
+
+def test_query_is_never_its_own_match():
+    # every item is a query and in the gallery; its own vector would always be rank 1
+    vectors = np.array([[0, 0], [0.1, 0], [5, 5], [5.1, 5], [9, -9]], np.float32)
+    keys = ["a", "a", "b", "b", "c"]
+    scores, kept, top, _, _ = search_relevance(
+        vectors, vectors, keys, keys, ks=(1, 2), metric="l2", normalize=False, query_self=np.arange(5)
+    )
+    assert kept.tolist() == [0, 1, 2, 3]  # 'c' has no other item: left out, not scored 0
+    assert top[:, 0].tolist() == [1, 0, 3, 2]  # the partner, not itself
+    assert (top != np.arange(4)[:, None]).all()
+    assert scores["recall@1"].tolist() == [1.0] * 4
+    assert scores["mAP@2_norm"].tolist() == [1.0] * 4  # n_relevant = 1 (itself does not count)
+
+
+def test_drop_self_keeps_rank_order():
+    ids = np.array([[4, 7, 1, 2], [3, 5, 6, 8], [9, 0, 1, 2]])
+    # row 0: self (7) removed; row 1: self not found, the extra last column goes; row 2: no self (-1)
+    out = _drop_self(ids, np.array([7, 4, -1]))
+    assert out.tolist() == [[4, 1, 2], [3, 5, 6], [9, 0, 1]]
+
+
+def test_classify_then_search_returns_only_predicted_category():
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(40, 6)).astype(np.float32)
+    g_labels = np.array(["bags", "shoes", "dresses", "hats"] * 10, dtype=object)
+    q = rng.normal(size=(12, 6)).astype(np.float32)
+    q_labels = np.array(["bags", "shoes", "dresses"] * 4, dtype=object)
+    predicted = np.array(["shoes", "bags", "dresses", "hats"] * 3, dtype=object)  # deliberately often wrong
+    _, kept, top, rel, _ = search_relevance(
+        q, g, q_labels, g_labels, ks=(1, 5), restrict_query=predicted, restrict_gallery=g_labels
+    )
+    assert len(kept) == 12
+    assert (top >= 0).all()
+    assert (g_labels[top] == predicted[kept][:, None]).all()
+    # a wrong prediction can only return wrong items: relevance follows
+    assert (rel.any(axis=1) == (predicted[kept] == q_labels[kept])).all()
+
+
+def test_protocol_selection_and_empty_sets(catalogue):
+    label = select_protocol(catalogue, "label")
+    assert set(catalogue.split.iloc[label.query_rows]) == {"test"}
+    assert set(catalogue.split.iloc[label.gallery_rows]) == {"train", "val"}
+    product = select_protocol(catalogue, "product")
+    assert set(catalogue.view.iloc[product.query_rows]) == {"model"}
+    assert set(catalogue.view.iloc[product.gallery_rows]) == {"cutout"}
+    assert len(product.gallery_rows) == len(catalogue) // 2  # cutouts of every split
+    with pytest.raises(ValueError, match="empty gallery"):
+        select_protocol(catalogue, "label", gallery_splits=("nope",))
+    with pytest.raises(ValueError, match="no queries"):
+        select_protocol(catalogue.assign(view="main"), "product")
+    with pytest.raises(ValueError, match="unknown relevance"):
+        select_protocol(catalogue, "colour")
+    with pytest.raises(ValueError, match="gallery is empty"):
+        search_relevance(np.zeros((2, 3), np.float32), np.zeros((0, 3), np.float32), ["a", "b"], [])
+
+
+def test_evaluate_report_end_to_end(catalogue, pixel_model, tmp_path):
+    report = evaluate_retrieval(
+        catalogue,
+        pixel_model,
+        compare={
+            "embedding": ["features", "probs", "pixels"],
+            "metric": ["ip", "l2"],
+            "classify_first": [True],
+        },
+        num_workers=0,
+        trainer_kwargs=CPU,
+        pixel_size=8,
+    )
+    s = report.summary
+    for key in ["mAP@1", "mAP@5", "mAP@10", "mAP@10_norm", "MAP@R", "recall@1", "recall@5", "recall@10"]:
+        assert 0.0 <= s[key] <= 1.0, key
+    assert s["mAP@1"] == s["relevance"]["label"]["mAP@1"]
+    assert s["main"]["relevance"] == "label"
+    assert s["relevance"]["label"]["queries"] == 6 and s["relevance"]["label"]["gallery"] == 18
+    assert s["relevance"]["product"]["queries"] == 3 and s["relevance"]["product"]["gallery"] == 12
+    assert set(s["relevance"]["label"]["per_class"]) == {"bags", "dresses", "shoes"}
+    assert set(s["compare"]) == {"embedding", "metric", "classify_first"}
+    assert set(s["compare"]["embedding"]) == {"features", "probs", "pixels"}
+    # the main setting and its twin in the comparison are the same numbers
+    assert s["compare"]["embedding"]["features"]["label"]["mAP@5"] == s["mAP@5"]
+    # the stripes make each product findable from raw pixels
+    assert s["compare"]["embedding"]["pixels"]["product"]["recall@1"] == 1.0
+    # main results point at real catalogue rows of the right protocol
+    res = report.main_results["product"]
+    assert set(catalogue.view.iloc[res.top_rows[res.top_rows >= 0]]) == {"cutout"}
+
+    files = write_report(report, tmp_path / "run")
+    on_disk = json.loads(files["json"].read_text())
+    assert on_disk["mAP@10"] == pytest.approx(s["mAP@10"])
+    md = files["markdown"].read_text()
+    assert "| features, cosine | label |" in md and "## embedding" in md
+    for rel in ("label", "product"):
+        with Image.open(files[f"grid_{rel}"]) as im:
+            assert im.format == "PNG" and im.width > 300
+
+
+def test_evaluate_needs_a_model_for_model_kinds(catalogue):
+    with pytest.raises(ValueError, match="need a model"):
+        evaluate_retrieval(catalogue, None, relevance=["label"])
+    with pytest.raises(ValueError, match="unknown compare option"):
+        evaluate_retrieval(catalogue, None, compare={"colour": ["red"]})
+
+
+def test_pixels_only_evaluation_without_model(catalogue):
+    report = evaluate_retrieval(
+        catalogue,
+        None,
+        relevance=["product"],
+        ks=(1, 3),
+        main=Setting(embedding="pixels"),
+        num_workers=0,
+        trainer_kwargs=CPU,
+        pixel_size=8,
+    )
+    assert report.summary["recall@1"] == 1.0
+    assert "mAP@3_norm" in report.summary
+    assert "| pixels, cosine | product |" in markdown_report(report.summary)
