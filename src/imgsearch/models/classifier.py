@@ -242,8 +242,11 @@ class ImageClassifier(L.LightningModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         # timm skips parameters with requires_grad=False and keeps biases/norms out of weight decay.
+        opt = str(hp["optimizer"]).lower()
+        if opt in ("sgd", "nesterov") and not hp["momentum"]:
+            opt = "momentum"  # timm's "sgd" is Nesterov, which torch refuses without momentum: plain SGD then
         optimizer = create_optimizer_v2(
-            self, opt=hp["optimizer"], lr=hp["lr"], weight_decay=hp["weight_decay"], momentum=hp["momentum"]
+            self, opt=opt, lr=hp["lr"], weight_decay=hp["weight_decay"], momentum=hp["momentum"]
         )
         if (hp["scheduler"] or "none") == "none":
             return optimizer
