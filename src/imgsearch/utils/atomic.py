@@ -50,7 +50,9 @@ def atomic_write_json(target: str | os.PathLike[str], obj: Any, indent: int = 2)
     return atomic_write_text(target, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
 
 
-def atomic_write_with(target: str | os.PathLike[str], writer: Callable[[Path], None], suffix: str = "") -> Path:
+def atomic_write_with(
+    target: str | os.PathLike[str], writer: Callable[[Path], None], suffix: str = ""
+) -> Path:
     """Call ``writer(tmp_path)`` (e.g. ``faiss.write_index``, ``df.to_csv``) and publish atomically."""
     with atomic_path(target, suffix=suffix) as tmp:
         writer(tmp)

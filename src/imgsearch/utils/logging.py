@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,15 @@ if not OmegaConf.has_resolver("imgsearch.wandb_offline"):
 
 def config_to_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The resolved run config as plain containers, without Hydra's own node."""
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    assert isinstance(container, dict)
-    container.pop("hydra", None)
-    return container
+    out: dict[str, Any] = {}
+    for key in cfg:
+        if key == "hydra":  # Hydra's own node has sweep-only values that a plain run cannot resolve
+            continue
+        value = cfg[key]
+        if isinstance(value, DictConfig | ListConfig):
+            value = OmegaConf.to_container(value, resolve=True, throw_on_missing=False)
+        out[str(key)] = value
+    return out
 
 
 def log_hyperparameters(loggers: Iterable[Logger], cfg: DictConfig, extra: Mapping[str, Any]) -> None:

@@ -1,0 +1,69 @@
+"""Shared set-up of the training tests: a tiny demo catalogue and the Hydra overrides that use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from imgsearch.utils.config import config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+# 4 products a class at 48 px: ~100 images, enough for every split, seconds to generate.
+DEMO_PRODUCTS = 4
+DEMO_SIZE = 48
+
+
+def tiny_overrides(demo_root: Path, *, model: str = "svm") -> list[str]:
+    return [
+        "trainer=smoke",
+        f"model={model}",
+        f"data.source.root={demo_root}",
+        f"data.source.products_per_class={DEMO_PRODUCTS}",
+        f"data.source.image_size={DEMO_SIZE}",
+        "data.loader.num_workers=0",
+        "data.loader.batch_size=8",
+        "data.prepare.split=[0.5,0.25,0.25]",
+    ]
+
+
+def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
+    """The composed ``train.yaml`` as ``imgsearch-train`` would see it, writing into ``run_dir``."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[*overrides, f"paths.output_dir={run_dir}", f"paths.log_dir={run_dir.parent}"],
+            return_hydra_config=True,
+        )
+    HydraConfig().set_config(cfg)  # so ${hydra:...} interpolations resolve as in a real run
+    return cfg
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict[str, str] | None = None) -> str:
+    """Run ``python -m imgsearch.train <args>``; fail with its output when it fails."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgsearch.train", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, (
+        f"imgsearch.train {' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}"
+    )
+    return out
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "metrics.json").read_text())
