@@ -68,3 +68,62 @@ def pixel_model():
     return ImageClassifier(
         backbone="svm", num_classes=len(CLASSES), class_names=list(CLASSES), input_size=8
     ).eval()
+
+
+def save_checkpoint(model, path: Path) -> Path:
+    """Save ``model`` the way training does (Lightning checkpoint with its hyperparameters)."""
+    import lightning as L
+
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.strategy.connect(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def compose(config_name: str, overrides: list[str]):
+    """The composed Hydra config as the entry point would see it (``${hydra:...}`` resolvable)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from imgsearch.utils.config import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A training run directory: ``catalogue.csv`` + ``checkpoints/best.ckpt`` (raw-pixel classifier)."""
+    from imgsearch.data.schema import write_catalogue
+    from imgsearch.models.classifier import ImageClassifier
+
+    run = tmp_path_factory.mktemp("run")
+    write_catalogue(make_catalogue(run / "images"), run / "catalogue.csv")
+    model = ImageClassifier(backbone="svm", num_classes=len(CLASSES), class_names=list(CLASSES), input_size=8)
+    save_checkpoint(model.eval(), run / "checkpoints" / "best.ckpt")
+    return run
+
+
+@pytest.fixture(scope="module")
+def index_dir(trained_run) -> Path:
+    """``imgsearch-index`` run on :func:`trained_run` (default output: ``<run>/index``)."""
+    from imgsearch.index import build
+
+    cfg = compose(
+        "index",
+        [
+            f"checkpoint={trained_run / 'checkpoints' / 'best.ckpt'}",
+            "num_workers=0",
+            "trainer.accelerator=cpu",
+            f"hydra.run.dir={trained_run / 'hydra'}",
+        ],
+    )
+    out = build(cfg)
+    assert out == trained_run / "index"
+    return out

@@ -208,9 +208,16 @@ def make_manifest(
     catalogue_sha256: str | None = None,
     catalogue_rows: int | None = None,
     skipped: Sequence[Mapping[str, Any]] = (),
+    pixel_size: int | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest written beside an index: everything a later query needs to embed compatibly."""
+    """The manifest written beside an index: everything a later query needs to embed compatibly.
+
+    ``pixel_size`` is recorded for a ``pixels`` index (the side its images were resized to).
+    """
+    embedding_info: dict[str, Any] = {"kind": embedding, "dim": int(index.d), "normalize": bool(normalize)}
+    if embedding == "pixels":
+        embedding_info["pixel_size"] = pixel_size
     return _json_normalise(
         {
             "manifest_version": MANIFEST_VERSION,
@@ -226,7 +233,7 @@ def make_manifest(
                 "data_config": dict(data_config) if data_config is not None else None,
                 "class_names": list(class_names) if class_names is not None else None,
             },
-            "embedding": {"kind": embedding, "dim": int(index.d), "normalize": bool(normalize)},
+            "embedding": embedding_info,
             "index": {"factory": factory, "metric": metric, "ntotal": int(index.ntotal)},
             "catalogue": {
                 "path": None if catalogue_path is None else str(Path(catalogue_path).resolve()),
