@@ -196,7 +196,9 @@ class ImageClassifier(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------- training
 
-    def _shared_step(self, batch: Any, metrics: MetricCollection, stage: str) -> torch.Tensor:
+    def _shared_step(self, batch: Any, metrics: MetricCollection, stage: str) -> torch.Tensor | None:
+        if batch is None:  # every image of the batch failed to load; CatalogueDataset counted and logged them
+            return None  # Lightning skips the optimizer step for a None loss
         images, targets, _ = self._unpack(batch)
         if targets is None:
             raise TypeError(f"{stage} batches must be (images, targets, row_index)")
@@ -213,21 +215,22 @@ class ImageClassifier(L.LightningModule):
             self.test_confmat.update(logits.detach().argmax(dim=-1), targets)
         return loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         return self._shared_step(batch, self.train_metrics, "train")
 
-    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         return self._shared_step(batch, self.val_metrics, "val")
 
-    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         return self._shared_step(batch, self.test_metrics, "test")
 
     def on_test_epoch_end(self) -> None:
         matrix = self.test_confmat.compute().cpu()  # every rank must join the sync
         self.test_confmat.reset()
+        # trainer.log_dir is a broadcast under DDP: every rank must ask it, or rank 0 waits for a gone peer
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         if not self.trainer.is_global_zero:
             return
-        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         fig = confusion_matrix_figure(matrix, self.class_names)
         self.confusion_matrix_path = save_figure(fig, out_dir / "confusion_matrix.png")
         log.info("confusion matrix written to %s", self.confusion_matrix_path)
