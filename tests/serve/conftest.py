@@ -182,3 +182,94 @@ def live_server(app: Any, *, timeout_s: float = 30.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+# ---- a real index: EfficientNet-Lite0 (packaged ImageNet weights) over a tiny demo catalogue ---------
+
+DEMO_IMAGE_SIZE = 96
+
+
+def _nearest_class_mean_head(model: Any, table: pd.DataFrame) -> None:
+    """Train-free classifier head: each class's weight row is its mean normalised ImageNet feature.
+
+    Softmax over scaled cosine similarity to the class means (a nearest-class-mean classifier) gives
+    categories that mean something, in one forward pass instead of a training run.
+    """
+    import torch
+
+    from imgsearch.data.images import load_image
+    from imgsearch.retrieval.embed import model_transform
+
+    transform = model_transform(model.data_config)
+    with torch.inference_mode():
+        batch = torch.stack([transform(load_image(p)) for p in table["image_path"]])
+        feats = model.embed(batch, "features")
+        unit = torch.nn.functional.normalize(feats, dim=1)
+        labels = table["label"].tolist()
+        means = torch.stack(
+            [unit[[i for i, lab in enumerate(labels) if lab == c]].mean(0) for c in model.class_names]
+        )
+        scale = 30.0 / feats.norm(dim=1).mean()  # logits ~ 30 x cosine for a typical feature norm
+        model.head.weight.copy_(torch.nn.functional.normalize(means, dim=1) * scale)
+        model.head.bias.zero_()
+
+
+def _save_checkpoint(model: Any, path: Path) -> Path:
+    """Save ``model`` as training does: a Lightning checkpoint with its hyperparameters."""
+    import lightning as L
+
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.strategy.connect(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index directory built by ``imgsearch-index`` (in-process) over 48 demo images (12 classes)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from imgsearch.data.demo import demo_catalogue
+    from imgsearch.data.schema import write_catalogue
+    from imgsearch.index import build
+    from imgsearch.models.classifier import ImageClassifier
+    from imgsearch.utils.config import config_dir
+
+    root = tmp_path_factory.mktemp("served")
+    table = demo_catalogue(root / "demo", products_per_class=2, image_size=DEMO_IMAGE_SIZE)
+    write_catalogue(table, root / "run" / "catalogue.csv")
+    classes = sorted(table["label"].unique())
+    model = ImageClassifier(
+        backbone="efficientnet_lite0",
+        num_classes=len(classes),
+        class_names=classes,
+        pretrained=True,
+        input_size=64,
+    ).eval()
+    _nearest_class_mean_head(model, table)
+    ckpt = _save_checkpoint(model, root / "run" / "checkpoints" / "best.ckpt")
+    overrides = [
+        f"checkpoint={ckpt}",
+        f"output_dir={root / 'index'}",
+        "num_workers=0",
+        "batch_size=16",
+        "trainer.accelerator=cpu",
+        f"hydra.run.dir={root / 'hydra'}",
+    ]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="index", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    out = build(cfg)
+    assert out == root / "index"
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_searcher(demo_index: Path) -> Any:
+    from imgsearch.retrieval.search import Searcher
+
+    return Searcher.from_index_dir(demo_index)

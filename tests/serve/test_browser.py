@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from imgsearch.data.images import load_image
-from imgsearch.serve.app import create_app
+from imgsearch.serve.app import create_app, manifest_facts
 
-from .conftest import ColourSearcher, live_server
+from .conftest import live_server
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -37,22 +37,16 @@ def chromium_executable() -> str:
     pytest.skip("Debian's chromium is not installed; `make test` installs it (apt-get install chromium)")
 
 
-@pytest.fixture(scope="module")
-def demo_items(tmp_path_factory: pytest.TempPathFactory):
-    from imgsearch.data.demo import demo_catalogue
-
-    return demo_catalogue(tmp_path_factory.mktemp("demo"), products_per_class=2, image_size=96)
-
-
 @pytest.mark.slow
-def test_upload_in_browser_shows_category_and_result_grid(demo_items, repo_root, tmp_path):
+def test_upload_in_browser_shows_category_and_result_grid(demo_searcher, repo_root, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
     executable = chromium_executable()
-    searcher = ColourSearcher(demo_items)
-    app = create_app(searcher, top_k=K, model_name="mean colour (test)")
-    query = demo_items[demo_items["view"] == "model"].iloc[0]
-    # what the API answers for this photo is what the page must show
-    (expected,) = searcher.search([load_image(query["image_path"])], k=K)
+    model, facts = manifest_facts(demo_searcher.manifest)
+    app = create_app(demo_searcher, top_k=K, model_name=model, details=facts)
+    items = demo_searcher.items
+    query = items[items["view"] == "model"].iloc[0]
+    # what the library answers for this photo is what the page must show
+    (expected,) = demo_searcher.search([load_image(query["image_path"])], k=K)
 
     with live_server(app) as base_url, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
@@ -66,7 +60,7 @@ def test_upload_in_browser_shows_category_and_result_grid(demo_items, repo_root,
 
             page.goto(base_url + "/")
             sync_api.expect(page.locator("#index-info")).to_have_text(
-                f"{len(demo_items)} products indexed · mean colour (test)"
+                f"{len(items)} products indexed · efficientnet_lite0"
             )
             page.set_input_files("#file-input", query["image_path"])
 

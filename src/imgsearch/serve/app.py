@@ -326,14 +326,21 @@ def serve(cfg: Any) -> None:
             f"no index at {index_dir} (manifest.json missing); build one with imgsearch-index, "
             "or run `make demo` and serve outputs/demo/index"
         )
-    from imgsearch.retrieval.search import Searcher  # torch, timm, faiss: only once there is an index
+    # torch, timm, faiss: imported only once there is an index to load
+    from imgsearch.models.checkpoint import CheckpointError
+    from imgsearch.retrieval.search import Searcher
 
     checkpoint = cfg.get("checkpoint")
-    searcher = Searcher.from_index_dir(
-        index_dir,
-        device=str(cfg.device),
-        checkpoint=to_absolute_path(str(checkpoint)) if checkpoint else None,
-    )
+    try:
+        searcher = Searcher.from_index_dir(
+            index_dir,
+            device=str(cfg.device),
+            checkpoint=to_absolute_path(str(checkpoint)) if checkpoint else None,
+        )
+    except (FileNotFoundError, ValueError, CheckpointError) as exc:  # IndexCompatibilityError is a ValueError
+        raise SystemExit(f"cannot serve {index_dir}: {exc}") from exc
+    if cfg.restrict_to_predicted and getattr(searcher, "module", None) is None:
+        raise SystemExit(f"restrict_to_predicted=true needs a classifier, and the index {index_dir} has none")
     model_name, facts = manifest_facts(getattr(searcher, "manifest", None) or read_manifest(index_dir))
     app = create_app(
         searcher,
