@@ -67,3 +67,46 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict[str, str] 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def wandb_history(run_file: Path) -> tuple[list[dict[str, Any]], dict[str, Any], set[str]]:
+    """Read an offline W&B run log (``run-<id>.wandb``): ``(history rows, config, record kinds)``.
+
+    wandb >= 0.19 dropped its Python reader; the file is a LevelDB-style log (7-byte ``:W&B``
+    header, 32 KiB blocks, records ``crc32 | length | type`` + protobuf ``Record``).
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B run log"
+    pos, block, buf = 7, 32768, b""
+    rows: list[dict[str, Any]] = []
+    config: dict[str, Any] = {}
+    kinds: set[str] = set()
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 2):  # full / first fragment
+            buf = chunk
+        else:  # middle / last fragment
+            buf += chunk
+        if kind in (2, 3):
+            continue
+        record = pb.Record()
+        record.ParseFromString(buf)
+        which = record.WhichOneof("record_type")
+        kinds.add(which)
+        if which == "history":
+            rows.append(
+                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+            )
+        elif which == "config":
+            for i in record.config.update:
+                config[i.key or "/".join(i.nested_key)] = json.loads(i.value_json)
+    return rows, config, kinds
