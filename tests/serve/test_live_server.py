@@ -68,3 +68,21 @@ def test_cli_refuses_a_missing_index_with_a_clear_message(tmp_path):
     assert proc.returncode != 0
     assert f"no index at {missing}" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_declared_oversize_upload_is_refused_before_its_body_is_sent(colour_catalogue):
+    app = create_app(ColourSearcher(colour_catalogue), max_upload_bytes=1024 * 1024)
+    with live_server(app) as base_url:
+        parts = urlsplit(base_url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        try:
+            conn.putrequest("POST", "/search")
+            conn.putheader("Content-Type", "multipart/form-data; boundary=xx")
+            conn.putheader("Content-Length", str(500 * 1024 * 1024))
+            conn.endheaders()  # headers only: not one byte of the 500 MB body is sent
+            response = conn.getresponse()
+            status, body = response.status, response.read()
+        finally:
+            conn.close()
+    assert status == 413
+    assert b"larger than the 1 MB limit" in body
