@@ -16,6 +16,7 @@ from imgsearch.retrieval.evaluate import (
     markdown_report,
     search_relevance,
     select_protocol,
+    vary,
     write_report,
 )
 
@@ -116,7 +117,7 @@ def test_evaluate_report_end_to_end(catalogue, pixel_model, tmp_path):
         pixel_model,
         compare={
             "embedding": ["features", "probs", "pixels"],
-            "metric": ["ip", "l2"],
+            "metric": ["cosine", "euclidean"],
             "classify_first": [True],
         },
         num_workers=0,
@@ -133,6 +134,9 @@ def test_evaluate_report_end_to_end(catalogue, pixel_model, tmp_path):
     assert set(s["relevance"]["label"]["per_class"]) == {"bags", "dresses", "shoes"}
     assert set(s["compare"]) == {"embedding", "metric", "classify_first"}
     assert set(s["compare"]["embedding"]) == {"features", "probs", "pixels"}
+    assert set(s["compare"]["metric"]) == {"cosine", "euclidean"}
+    cosine = s["compare"]["metric"]["cosine"]["label"]  # = the main setting
+    assert cosine == {k: v for k, v in s["relevance"]["label"].items() if k != "per_class"}
     # the main setting and its twin in the comparison are the same numbers
     assert s["compare"]["embedding"]["features"]["label"]["mAP@5"] == s["mAP@5"]
     # the stripes make each product findable from raw pixels
@@ -149,6 +153,18 @@ def test_evaluate_report_end_to_end(catalogue, pixel_model, tmp_path):
     for rel in ("label", "product"):
         with Image.open(files[f"grid_{rel}"]) as im:
             assert im.format == "PNG" and im.width > 300
+
+
+def test_vary_names_similarities():
+    main = Setting()
+    assert vary(main, "metric", "euclidean") == Setting(metric="l2", normalize=False)
+    assert vary(main, "metric", "cosine") == main
+    assert vary(main, "metric", "l2") == Setting(metric="l2", normalize=True)  # keeps the normalisation
+    assert vary(main, "classify_first", True).classify_first
+    with pytest.raises(ValueError, match="unknown metric"):
+        vary(main, "metric", "manhattan")
+    with pytest.raises(ValueError, match="unknown compare option"):
+        vary(main, "colour", "red")
 
 
 def test_evaluate_needs_a_model_for_model_kinds(catalogue):

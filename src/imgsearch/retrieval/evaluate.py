@@ -68,13 +68,38 @@ class Setting:
     def describe(self) -> str:
         parts = [
             self.embedding,
-            {"ip": "cosine" if self.normalize else "inner product", "l2": "L2"}[self.metric],
+            {
+                "ip": "cosine" if self.normalize else "inner product",
+                "l2": "L2 (normalised)" if self.normalize else "L2",
+            }[self.metric],
         ]
         if self.classify_first:
             parts.append("classify-first")
         if self.factory != "Flat":
             parts.append(self.factory)
         return ", ".join(parts)
+
+
+#: Named similarities for ``compare.metric``: ``(faiss metric, normalise)``. Plain ``ip`` / ``l2`` keep the
+#: main setting's normalisation, under which (normalised) L2 ranks exactly like cosine; ``euclidean`` is
+#: the raw Euclidean distance the studies compare with cosine.
+SIMILARITIES: dict[str, tuple[str, bool]] = {
+    "cosine": ("ip", True),
+    "euclidean": ("l2", False),
+    "inner_product": ("ip", False),
+}
+
+
+def vary(main: Setting, option: str, value: Any) -> Setting:
+    """``main`` with one option changed; ``metric`` also takes the names of :data:`SIMILARITIES`."""
+    if option not in OPTIONS:
+        raise ValueError(f"unknown compare option {option!r}; use {OPTIONS}")
+    if option == "metric" and value in SIMILARITIES:
+        metric, normalize = SIMILARITIES[value]
+        return dataclasses.replace(main, metric=metric, normalize=normalize)
+    if option == "metric" and value not in ("ip", "l2"):
+        raise ValueError(f"unknown metric {value!r}; use ip, l2 or one of {sorted(SIMILARITIES)}")
+    return dataclasses.replace(main, **{option: value})
 
 
 @dataclass(frozen=True)
@@ -358,7 +383,8 @@ def evaluate_retrieval(
         ks: cut-offs for mAP@k, mAP@k_norm, recall@k, precision@k.
         main: the main setting (defaults: features, cosine, search all, exact ``Flat`` index).
         compare: option -> values to compare, each varied alone from ``main``: ``embedding``
-            (features/probs/pixels), ``metric`` (ip/l2), ``normalize``, ``classify_first``, ``factory``.
+            (features/probs/pixels), ``metric`` (ip/l2 with main's normalisation, or cosine/euclidean/
+            inner_product, see :data:`SIMILARITIES`), ``normalize``, ``classify_first``, ``factory``.
         query_splits, gallery_splits, query_views, product_gallery_splits: see :func:`select_protocol`.
         map_r_cap: most results searched for MAP@R (R above it is truncated, and counted).
 
@@ -372,7 +398,7 @@ def evaluate_retrieval(
         raise ValueError(f"unknown compare option(s) {unknown}; use {OPTIONS}")
     if not relevance:
         raise ValueError("no relevance notion to evaluate")
-    settings = [main] + [dataclasses.replace(main, **{opt: v}) for opt, vals in compare.items() for v in vals]
+    settings = [main] + [vary(main, opt, v) for opt, vals in compare.items() for v in vals]
     needs_model = any(s.embedding != PIXELS or s.classify_first for s in settings)
     if needs_model and module is None:
         raise ValueError(
@@ -476,7 +502,7 @@ def evaluate_retrieval(
         }
     summary["compare"] = {
         opt: {str(v).lower() if isinstance(v, bool) else str(v): {
-            rel: run(dataclasses.replace(main, **{opt: v}), rel).summary() for rel in relevance
+            rel: run(vary(main, opt, v), rel).summary() for rel in relevance
         } for v in vals}
         for opt, vals in compare.items()
     }  # fmt: skip
