@@ -108,7 +108,7 @@ def bench_one(
     with peak_memory() as mem:
         flat = faiss.IndexFlatIP(d)
         _, add_s = _fill(flat, gen, n, 0)
-    exact_s = median_time(lambda: flat.search(q, k), repeats=repeats, warmup=0)
+    exact_s = median_time(lambda: flat.search(q, k), repeats=repeats, warmup=0)  # noqa: F821 (bound above)
     _, exact = flat.search(q, k)
     exact_qps = n_queries / exact_s
     rows.append(
@@ -134,9 +134,10 @@ def bench_one(
             qps = n_queries / t
             rows.append(
                 {
-                    "N": n, "d": d, "index": spec["factory"], "params": p, "recall@10": recall_at(exact, found),
-                    "qps": qps, "speedup": qps / exact_qps, "build_s": train_s + add_s,
-                    "mem_mib": mem.retained_delta_mib, "peak_build_mib": mem.peak_delta_mib,
+                    "N": n, "d": d, "index": spec["factory"], "params": p,
+                    "recall@10": recall_at(exact, found), "qps": qps, "speedup": qps / exact_qps,
+                    "build_s": train_s + add_s, "mem_mib": mem.retained_delta_mib,
+                    "peak_build_mib": mem.peak_delta_mib,
                 }
             )  # fmt: skip
         base = getattr(index, "base_index", None)
@@ -147,8 +148,8 @@ def bench_one(
             qps = n_queries / t
             rows.append(
                 {
-                    "N": n, "d": d, "index": spec["factory"].rsplit(",", 1)[0] + " (no re-ranking)", "params": p,
-                    "recall@10": recall_at(exact, found), "qps": qps, "speedup": qps / exact_qps,
+                    "N": n, "d": d, "index": spec["factory"].rsplit(",", 1)[0] + " (no re-ranking)",
+                    "params": p, "recall@10": recall_at(exact, found), "qps": qps, "speedup": qps / exact_qps,
                     "build_s": train_s + add_s, "mem_mib": None, "peak_build_mib": None,
                 }
             )  # fmt: skip

@@ -18,19 +18,19 @@ import os
 # and costs nothing on an idle machine. It must be set before libgomp is loaded (faiss / torch import).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import importlib
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import REPO_ROOT, log, machine_info, section  # noqa: E402
+from benchmarks._common import REPO_ROOT, log, machine_info, section
 
 # Order: the cheap, dependency-free ones first.
 BENCHMARKS: dict[str, str] = {
@@ -90,7 +90,8 @@ def _met(m: bool | None) -> str:
 def render_section(s: dict[str, Any]) -> str:
     out = [f"## {s['title']}", ""]
     out.append(
-        f"Reproduce: `{s['command']}` ({s.get('config', '?')} sizes, {s.get('seconds', '?')} s, {s.get('date', '')})"
+        f"Reproduce: `{s['command']}` "
+        f"({s.get('config', '?')} sizes, {s.get('seconds', '?')} s, {s.get('date', '')})"
     )
     out.append("")
     if s.get("skipped"):

@@ -40,11 +40,11 @@ class ClusteredEmbeddings:
         self._centers = (rng.standard_normal((self.n_clusters, rank)) * self._scales).astype(np.float32)
 
     def cluster_label(self, cluster: np.ndarray) -> np.ndarray:
-        """Category of a cluster: ``n_classes`` categories, each a union of clusters (like styles in a class)."""
+        """Category of a cluster: ``n_classes`` categories, each a union of clusters (styles of a class)."""
         return (cluster % self.n_classes).astype(np.int64)
 
     def sample(self, n: int, stream: int, chunk: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` vectors and their cluster ids from the independent random stream ``(seed, stream, chunk)``."""
+        """``n`` vectors and their cluster ids from the independent stream ``(seed, stream, chunk)``."""
         rng = np.random.default_rng([self.seed, 1 + stream, chunk])
         cluster = rng.integers(0, self.n_clusters, size=n)
         latent = self._centers[cluster] + rng.standard_normal((n, self._basis.shape[0]), dtype=np.float32) * (
@@ -56,7 +56,7 @@ class ClusteredEmbeddings:
         return np.ascontiguousarray(x, dtype=np.float32), cluster
 
     def gallery_chunks(self, n: int, chunk_size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The gallery (stream 0) as chunks; the same ``n`` and ``chunk_size`` always give the same vectors."""
+        """The gallery (stream 0) in chunks; the same ``n`` and ``chunk_size`` give the same vectors."""
         for i, start in enumerate(range(0, n, chunk_size)):
             yield self.sample(min(chunk_size, n - start), stream=0, chunk=i)
 
