@@ -45,6 +45,7 @@ def resolve_inputs(cfg: DictConfig) -> tuple[Path | None, Path, Path]:
 
 def build(cfg: DictConfig) -> Path | None:
     """Embed, build and save; returns the index directory (``None`` on non-zero DDP ranks)."""
+    ckpt, catalogue_path, run_dir = resolve_inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
     from imgsearch.data.schema import catalogue_hash, read_catalogue
@@ -52,7 +53,6 @@ def build(cfg: DictConfig) -> Path | None:
     from imgsearch.retrieval.embed import PIXELS, embed_catalogue
     from imgsearch.retrieval.index import build_index, make_manifest, save_index_dir
 
-    ckpt, catalogue_path, run_dir = resolve_inputs(cfg)
     kind = str(cfg.embedding)
     if ckpt is None and kind != PIXELS:
         raise ValueError(f"embedding={kind} needs a checkpoint")

@@ -13,6 +13,7 @@ from imgsearch.retrieval.evaluate import (
     Setting,
     _drop_self,
     evaluate_retrieval,
+    log_report,
     markdown_report,
     search_relevance,
     select_protocol,
@@ -188,3 +189,28 @@ def test_pixels_only_evaluation_without_model(catalogue):
     assert report.summary["recall@1"] == 1.0
     assert "mAP@3_norm" in report.summary
     assert "| pixels, cosine | product |" in markdown_report(report.summary)
+
+
+def test_report_goes_to_an_active_wandb_run(catalogue, tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    report = evaluate_retrieval(
+        catalogue,
+        None,
+        relevance=["product"],
+        main=Setting(embedding="pixels"),
+        num_workers=0,
+        trainer_kwargs=CPU,
+        pixel_size=8,
+    )
+    write_report(report, tmp_path, samples=2)
+    logged: list[dict] = []
+    monkeypatch.setattr(wandb, "run", object())  # a run is active (e.g. evaluation right after training)
+    monkeypatch.setattr(wandb, "log", lambda data, **_: logged.append(data))
+    log_report(report)
+    (data,) = logged
+    assert data["retrieval/product/mAP@1"] == pytest.approx(report.summary["mAP@1"])
+    assert isinstance(data["retrieval/grid_product"], wandb.Image)
+    # no active run: nothing is sent
+    monkeypatch.setattr(wandb, "run", None)
+    log_report(report)
+    assert len(logged) == 1

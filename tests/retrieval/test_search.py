@@ -143,3 +143,33 @@ def test_eval_entry_point_writes_report(trained_run, tmp_path):
     assert (report / "retrieval_grid_product.png").stat().st_size > 1000
     logged = pd.read_csv(next((tmp_path / "hydra").rglob("metrics.csv")))
     assert np.isclose(logged["retrieval/label/mAP@1"].dropna().iloc[0], summary["mAP@1"])
+
+
+def test_index_cli_runs_and_refuses_a_missing_checkpoint(trained_run, tmp_path):
+    """The real ``imgsearch-index`` command line (Hydra main); a missing checkpoint is a clear error."""
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    out = tmp_path / "idx"
+    base = [sys.executable, "-m", "imgsearch.index", f"hydra.run.dir={tmp_path / 'h'}", "num_workers=0"]
+    proc = subprocess.run(
+        [
+            *base,
+            f"checkpoint={ckpt}",
+            f"output_dir={out}",
+            "trainer.accelerator=cpu",
+            "factory=HNSW32",
+            "metric=l2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, items, manifest = load_index_dir(out)
+    assert manifest["index"]["factory"] == "HNSW32" and manifest["index"]["metric"] == "l2"
+    assert len(items) == 24
+    from imgsearch.index import build
+
+    cfg = compose("index", [f"checkpoint={tmp_path / 'nope.ckpt'}", f"output_dir={tmp_path / 'idx2'}"])
+    with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*nope\.ckpt"):
+        build(cfg)
+    assert not (tmp_path / "idx2").exists()
