@@ -1,0 +1,148 @@
+"""Embedding extraction: ``embed_catalogue`` (what ``imgsearch-index`` runs) vs the bare model forward.
+
+The limit is the model's forward pass on batches already decoded, transformed and in memory
+(``ImageClassifier.embed(x, "features")`` under ``torch.inference_mode``, same batch size, same
+threads). The pipeline is :func:`imgsearch.retrieval.embed.embed_catalogue` on the same images:
+Lightning ``Trainer.predict`` over a ``CatalogueDataset`` DataLoader, draft JPEG decoding, the
+model's eval transform, progress bar on, as the index CLI runs it. To show what stands between the
+two, the decode + transform time of the same images in one process is measured too.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+try:
+    from benchmarks._common import command_for, goal, log, section, table
+    from benchmarks.photos import catalogue_of, real_photos, write_photos
+except ImportError:  # run as a script from benchmarks/
+    from _common import command_for, goal, log, section, table
+    from photos import catalogue_of, real_photos, write_photos
+
+NAME = "embedding"
+GOAL = 0.9
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "smoke": {"models": ["efficientnet_lite0"], "n_images": 8, "n_real": 8, "batch_size": 4, "workers": [0],
+              "repeats": 1, "input_size": 64},
+    "default": {"models": ["efficientnet_lite0", "resnet50"], "n_images": 96, "n_real": 192, "batch_size": 32,
+                "workers": [0, 2], "repeats": 2, "input_size": None},
+}  # fmt: skip
+CONFIGS["full"] = CONFIGS["default"]
+
+
+def _median(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def measure_model(backbone: str, df: Any, batch_size: int, workers: list[int], repeats: int, input_size):
+    from imgsearch.data.datamodule import draft_size_for
+    from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
+    from imgsearch.models.classifier import ImageClassifier
+    from imgsearch.retrieval.embed import embed_catalogue, model_transform
+
+    module = ImageClassifier(backbone, num_classes=10, pretrained=False, input_size=input_size).eval()
+    cfg = module.data_config
+    ds = CatalogueDataset(df.reset_index(drop=True), {}, model_transform(cfg), draft_size=draft_size_for(cfg))
+    n = len(ds)
+
+    def load_all() -> list[torch.Tensor]:
+        starts = range(0, n, batch_size)
+        return [collate_skip_none([ds[i] for i in range(s, min(s + batch_size, n))])[0] for s in starts]
+
+    t_load = _median(load_all, 1)
+    batches = load_all()
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for x in batches:
+                module.embed(x, "features")
+
+    bare()  # warm-up: first-call allocations and kernel selection
+    t_bare = _median(bare, repeats)
+    out = {"bare": n / t_bare, "load_serial": n / t_load, "embed": {}}
+    for w in workers:
+
+        def pipeline(w=w) -> None:
+            emb = embed_catalogue(module, df, kind="features", batch_size=batch_size, num_workers=w)
+            assert len(emb) == n, f"embedded {len(emb)} of {n} images"
+
+        out["embed"][w] = n / _median(pipeline, repeats)
+    return out
+
+
+def run(
+    models: list[str], n_images: int, n_real: int, batch_size: int, workers: list[int], repeats: int,
+    input_size: int | None, full: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    rows, ratios, notes = [], {}, []
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="imgsearch-bench-") as tmp:
+        sets = [("synthetic 600x800 q90", write_photos(Path(tmp) / "photos", n_images, seed=1))]
+        real = real_photos(n_real)
+        if real:
+            sets.append(("real 224x224", real))
+        else:
+            notes.append("The real 224 px JPEGs (../shared/realdata) were not found: their rows are missing.")
+        for set_name, paths in sets:
+            df = catalogue_of(paths)
+            for m in models:
+                log(f"embedding: {m} on {set_name}")
+                r = measure_model(m, df, batch_size, workers, repeats, input_size)
+                for w, rate in r["embed"].items():
+                    ratios[(set_name, m, w)] = rate / r["bare"]
+                    rows.append(
+                        [set_name, m, w, round(r["bare"], 1), round(rate, 1), round(rate / r["bare"], 3),
+                         round(r["load_serial"], 1), round(100 * r["bare"] / r["load_serial"], 1)]
+                    )  # fmt: skip
+    tables = [
+        table(
+            f"embed_catalogue vs bare forward (batch {batch_size}, {threads} torch threads, inference_mode)",
+            [
+                "images",
+                "model",
+                "workers",
+                "bare forward img/s",
+                "embed_catalogue img/s",
+                "ratio",
+                "decode+transform img/s (1 process)",
+                "decode cost as % of forward",
+            ],
+            rows,
+            note="ratio = embed_catalogue / bare forward. 'decode cost as % of forward': decoding and "
+            "transforming one image takes this share of the time the forward pass spends on it; on a CPU "
+            "run the loader works on the same cores as the model, so the best ratio to expect is about "
+            "1 / (1 + that share).",
+        )
+    ]
+    goals = []
+    for m in models:
+        for set_name, _ in sets:
+            best_w, best = max(((w, ratios[(set_name, m, w)]) for w in workers), key=lambda t: t[1])
+            goals.append(
+                goal(
+                    f"embed_catalogue >= {GOAL} x bare forward ({m}, {set_name})",
+                    f"{best:.3f} (best of workers {workers}: {best_w})",
+                    best >= GOAL,
+                )
+            )
+    return section(
+        NAME,
+        "Embedding extraction: imgsearch-index's embedding stage vs the bare model forward",
+        command_for(NAME, full),
+        tables=tables,
+        goals=goals,
+        notes=notes,
+        extra={"ratios": {f"{s}|{m}|{w}": v for (s, m, w), v in ratios.items()}},
+    )
