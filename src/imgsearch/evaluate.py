@@ -29,6 +29,8 @@ def _list(value: Any) -> list[Any] | None:
 
 def print_summary(summary: dict[str, Any]) -> None:
     """The main figures and compared options as a rich table on the console."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
@@ -43,11 +45,12 @@ def print_summary(summary: dict[str, Any]) -> None:
         for value, by_rel in values.items():
             for rel, m in by_rel.items():
                 table.add_row(f"{opt}={value}", rel, *(f"{m[c]:.4f}" for c in cols))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)  # a log file gets every column
 
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Evaluate, write the report, log it; returns the summary (``None`` on non-zero DDP ranks)."""
+    ckpt, catalogue_path, run_dir = resolve_inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
     from imgsearch.data.schema import read_catalogue
@@ -56,7 +59,6 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     from imgsearch.train import instantiate_loggers
     from imgsearch.utils.logging import finish_wandb
 
-    ckpt, catalogue_path, run_dir = resolve_inputs(cfg)
     catalogue = read_catalogue(catalogue_path)
     module = load_classifier(ckpt, map_location="cpu") if ckpt is not None else None
     main = Setting(
