@@ -156,7 +156,6 @@ def search_batched(
     index: faiss.Index,
     queries: np.ndarray,
     k: int,
-    *,
     batch_size: int = 4096,
     params: faiss.SearchParameters | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
