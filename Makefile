@@ -29,7 +29,7 @@ install: $(RUNTIME_STAMP)
 install-dev: $(DEV_STAMP)
 
 demo: $(RUNTIME_STAMP)
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks
