@@ -29,7 +29,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "smoke": {"galleries": [2_000], "queries": [50, 100, 200], "dim": 32, "batch_size": 64},
     "default": {
         "galleries": [10_000, 100_000],
-        "queries": [500, 1000, 2000, 4000],
+        "queries": [250, 500, 1000, 2000],
         "dim": 512,
         "batch_size": 1024,
     },

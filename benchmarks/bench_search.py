@@ -164,6 +164,38 @@ def best_choice(rows: list[dict]) -> dict | None:
     return max(ok, key=lambda r: r["qps"]) if ok else None
 
 
+def guidance(rows: list[dict], sizes: list[int], dims: list[int]) -> list[str]:
+    """Which index to choose at which size, derived from this run's rows (not written by hand)."""
+    out = []
+    for n in sizes:
+        for d in dims:
+            sub = [r for r in rows if r["N"] == n and r["d"] == d]
+            best = best_choice(sub)
+            flat = next(r for r in sub if r["index"] == "Flat")
+            if best is None or best["speedup"] < 2.0:
+                why = (
+                    "no approximate index reached"
+                    if best is None
+                    else f"the best gain is {best['speedup']:.1f}x at"
+                )
+                out.append(
+                    f"N={n:,}, d={d}: choose Flat (exact, {flat['qps']:.0f} QPS, {flat['mem_mib']:.0f} MiB); "
+                    f"{why} recall@10 >= {RECALL_GOAL}."
+                )
+            else:
+                hnsw = [r for r in sub if r["index"] == "HNSW32" and r["recall@10"] >= RECALL_GOAL]
+                extra = ""
+                if hnsw and best["index"] != "HNSW32":
+                    h = max(hnsw, key=lambda r: r["qps"])
+                    extra = f" (HNSW32 {h['params']}: {h['speedup']:.1f}x, build {h['build_s']:.0f} s)"
+                out.append(
+                    f"N={n:,}, d={d}: choose {best['index']} with {best['params']}: recall@10 "
+                    f"{best['recall@10']:.3f} at {best['speedup']:.1f}x the exact QPS, "
+                    f"build {best['build_s']:.0f} s{extra}."
+                )
+    return out
+
+
 def _fmt_row(r: dict) -> list[Any]:
     return [
         f"{r['N']:,}", r["d"], r["index"], r["params"], round(r["recall@10"], 4), round(r["qps"], 1),
@@ -243,7 +275,7 @@ def run(
                     best["speedup"] >= SPEEDUP_GOAL,
                 )
             )
-    notes = []
+    notes = guidance(all_rows, sizes, dims)
     if largest < 1_000_000:
         notes.append(
             "The issue's goal is stated at 1M items; the default run stops at "

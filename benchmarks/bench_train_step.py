@@ -35,7 +35,7 @@ GOAL_PCT = 3.0
 CONFIGS: dict[str, dict[str, Any]] = {
     "smoke": {"backbone": "efficientnet_lite0", "batch_size": 2, "steps": 4, "warmup": 1, "rounds": 1,
               "input_size": 64},
-    "default": {"backbone": "efficientnet_lite0", "batch_size": 16, "steps": 12, "warmup": 2, "rounds": 3,
+    "default": {"backbone": "efficientnet_lite0", "batch_size": 16, "steps": 10, "warmup": 2, "rounds": 3,
                 "input_size": None},
 }  # fmt: skip
 CONFIGS["full"] = CONFIGS["default"]
