@@ -70,6 +70,13 @@ def test_kind_errors(catalogue, pixel_model):
         embed_catalogue(None, catalogue, kind="features")
     with pytest.raises(ValueError, match="call of its own"):
         embed_catalogue(pixel_model, catalogue, kind=("features", "pixels"))
+    # spawned workers would keep the vectors to themselves (checked at set-up: nothing is spawned)
+    with pytest.raises(ValueError, match="strategy='ddp'"):
+        embed_catalogue(
+            pixel_model,
+            catalogue,
+            trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"},
+        )
 
 
 def test_merge_parts_orders_rows_and_drops_ddp_padding():

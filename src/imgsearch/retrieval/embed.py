@@ -27,6 +27,11 @@ from torch.utils.data import DataLoader
 from imgsearch.data.datamodule import default_num_workers, draft_size_for, normalise_data_config
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
 
+try:  # private in Lightning 2.x; without it the spawn guard is skipped, nothing else changes
+    from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
+except ImportError:  # pragma: no cover
+    _MultiProcessingLauncher = ()
+
 log = logging.getLogger(__name__)
 
 MODEL_KINDS: tuple[str, ...] = ("features", "probs")
@@ -212,6 +217,12 @@ def embed_catalogue(
     kwargs.update(dict(trainer_kwargs or {}))
     kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), collector]
     trainer = L.Trainer(**kwargs)
+    if isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher):
+        # spawn/fork workers fill their own copies of the collector; this process would get no vectors
+        raise ValueError(
+            f"strategy {type(trainer.strategy).__name__} with a spawn/fork launcher cannot return embeddings "
+            "to this process; use strategy='ddp' (one process per device, started by Lightning or torchrun)"
+        )
     embedder = _Embedder(wrapped, kinds).eval()
     trainer.predict(embedder, dataloaders=loader, return_predictions=False)
 
