@@ -26,7 +26,7 @@ NAME = "eval_scaling"
 MIB = 1024**2
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "smoke": {"galleries": [2_000], "queries": [50, 100, 200], "dim": 32, "batch_size": 64},
+    "smoke": {"galleries": [1_000], "queries": [20, 40, 80], "dim": 16, "batch_size": 32},
     "default": {
         "galleries": [10_000, 100_000],
         "queries": [250, 500, 1000, 2000],

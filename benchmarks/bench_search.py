@@ -30,7 +30,7 @@ RECALL_GOAL = 0.95
 SPEEDUP_GOAL = 10.0
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "smoke": {"sizes": [2_000], "dims": [32], "n_queries": 50, "repeats": 1, "sweeps": "small"},
+    "smoke": {"sizes": [1_000], "dims": [16], "n_queries": 20, "repeats": 1, "sweeps": "small"},
     "default": {"sizes": [10_000, 100_000], "dims": [512, 1280], "n_queries": 500, "repeats": 3},
     "full": {"sizes": [10_000, 100_000, 1_000_000], "dims": [512, 1280], "n_queries": 1000, "repeats": 3},
 }

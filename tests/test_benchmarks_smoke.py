@@ -64,7 +64,7 @@ def test_smoke_suite_writes_document_from_the_results(tmp_path):
     for r in rows:
         assert 0.0 <= r["recall@10"] <= 1.0
         assert r["qps"] > 0 and r["build_s"] >= 0
-    # HNSW with a large efSearch finds (almost) the exact neighbours on 2,000 items
+    # HNSW with a large efSearch finds (almost) the exact neighbours on 1,000 items
     assert max(r["recall@10"] for r in rows if r["index"] == "HNSW32") >= 0.9
 
     text = out.read_text()
@@ -78,8 +78,8 @@ def test_smoke_suite_writes_document_from_the_results(tmp_path):
 def test_eval_scaling_smoke_reports_bounded_memory_and_sane_metrics():
     res = bench_eval_scaling.run(**bench_eval_scaling.CONFIGS["smoke"])
     fits = res["fits"]
-    assert set(fits) == {"2000"}
-    assert fits["2000"]["s_per_query"] > 0 and fits["2000"]["r2"] <= 1.0
+    assert set(fits) == {"1000"}
+    assert fits["1000"]["s_per_query"] > 0 and fits["1000"]["r2"] <= 1.0
     k10_rows = [r for r in res["tables"][0]["rows"] if r[2].startswith("mAP@1/5/10")]
     assert len(k10_rows) == len(bench_eval_scaling.CONFIGS["smoke"]["queries"])
     for row in res["tables"][0]["rows"]:
