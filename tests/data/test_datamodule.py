@@ -217,3 +217,17 @@ def test_unknown_labels_get_minus_one(tmp_path: Path) -> None:
     df = _catalogue(tmp_path)
     ds = CatalogueDataset(df, {"bag": 0}, lambda im: torch.zeros(1))
     assert set(ds.targets) == {0, -1}
+
+
+@pytest.mark.parametrize(("backbone", "side", "mean"), [("inception_v3", 299, 0.5), ("resnet50", 224, 0.485)])
+def test_model_data_config_drives_the_batches(tmp_path: Path, backbone: str, side: int, mean: float) -> None:
+    from imgsearch.models.classifier import ImageClassifier
+
+    model = ImageClassifier(backbone, num_classes=2, pretrained=False)
+    dm = CatalogueDataModule(_catalogue(tmp_path), model.data_config, batch_size=2, num_workers=0)
+    dm.setup("test")
+    images, _, _ = next(iter(dm.test_dataloader()))
+    assert images.shape == (2, 3, side, side)
+    assert dm.data_config["mean"][0] == pytest.approx(mean)
+    with torch.no_grad():
+        assert model.eval()(images).shape == (2, 2)  # the model accepts what the loader gives it
