@@ -50,9 +50,19 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
 def test_two_model_multirun_gives_one_output_dir_per_job(demo_root: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     over = [o for o in tiny_overrides(demo_root) if not o.startswith("model=")]
+    # with W&B on: each job must open (and finish) its own run, or the second job fails
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_API_KEY": ""}
     run_cli(
-        ["-m", "model=svm,efficientnet_lite0", "model.input_size=48", *over, f"hydra.sweep.dir={sweep}"],
+        [
+            "-m",
+            "model=svm,efficientnet_lite0",
+            "model.input_size=48",
+            "logger=[csv,wandb]",
+            *over,
+            f"hydra.sweep.dir={sweep}",
+        ],
         cwd=tmp_path,
+        env=env,
     )
     jobs = _job_dirs(sweep)
     assert [p.name for p in jobs] == ["0", "1"]
@@ -68,6 +78,9 @@ def test_two_model_multirun_gives_one_output_dir_per_job(demo_root: Path, tmp_pa
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
         assert f"model={backbones[-1]}" in overrides
     assert backbones == ["svm", "efficientnet_lite0"]
+    wandb_runs = [list((job / "wandb").glob("offline-run-*")) for job in jobs]
+    assert [len(r) for r in wandb_runs] == [1, 1]
+    assert wandb_runs[0][0].name.rsplit("-", 1)[1] != wandb_runs[1][0].name.rsplit("-", 1)[1]
 
 
 @pytest.mark.slow
