@@ -43,12 +43,38 @@ BENCHMARKS: dict[str, str] = {
 }
 
 
-def run_one(name: str, size: str, full: bool) -> dict[str, Any]:
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` pairs; values are JSON (``sizes=[1000000]``) or plain strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def section_key(name: str, size: str, overrides: dict[str, Any]) -> str:
+    """Sections are kept per benchmark and configuration, so a --full or --set run adds to the default one."""
+    if size == "default" and not overrides:
+        return name
+    return f"{name} [{size}" + "".join(f", {k}={json.dumps(v)}" for k, v in overrides.items()) + "]"
+
+
+def run_one(name: str, size: str, full: bool, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one benchmark; a failure becomes a section saying so instead of stopping the suite."""
     t0 = time.perf_counter()
+    overrides = dict(overrides or {})
     try:
         mod = importlib.import_module(BENCHMARKS[name])
         config = dict(mod.CONFIGS[size])
+        unknown = sorted(set(overrides) - set(config))
+        if unknown:
+            raise ValueError(f"--set {unknown}: not options of {name} (options: {sorted(config)})")
+        config.update(overrides)
         log(f"{name}: start ({size}: {config})")
         result = mod.run(**config, full=full)
     except Exception as exc:  # the suite reports the failure, it does not hide it
@@ -58,6 +84,13 @@ def run_one(name: str, size: str, full: bool) -> dict[str, Any]:
             name, name, f".venv/bin/python benchmarks/run.py --only {name}", skipped=f"failed: {exc!r}"
         )
         result["error"] = traceback.format_exc()
+    result["key"] = section_key(name, size, overrides)
+    flags = {"smoke": " --smoke", "full": " --full"}.get(size, "")
+    result["command"] = f".venv/bin/python benchmarks/run.py --only {name}{flags}" + "".join(
+        f" --set '{k}={json.dumps(v)}'" for k, v in overrides.items()
+    )
+    if result["key"] != name:
+        result["title"] = f"{result['title']} ({result['key'][len(name) + 2 : -1]})"
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["config"] = size
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -128,10 +161,11 @@ def render_document(machine: dict[str, Any], sections: list[dict[str, Any]], arg
     out += [f"| {k} | {_cell(v)} |" for k, v in machine.items()]
     out += ["", "## Goals", "", "| benchmark | goal | measured | status |", "| --- | --- | --- | --- |"]
     for s in sections:
+        label = s.get("key", s["name"])
         if s.get("skipped") and not s["goals"]:
-            out.append(f"| {s['name']} | - | {_cell(s['skipped'])} | not run |")
+            out.append(f"| {label} | - | {_cell(s['skipped'])} | not run |")
         for g in s["goals"]:
-            out.append(f"| {s['name']} | {_cell(g['goal'])} | {_cell(g['measured'])} | {_met(g['met'])} |")
+            out.append(f"| {_cell(label)} | {_cell(g['goal'])} | {_cell(g['measured'])} | {_met(g['met'])} |")
     out.append("")
     out += [render_section(s) for s in sections]
     return "\n".join(out).rstrip() + "\n"
@@ -149,10 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     p.add_argument("--json", type=Path, default=None, help="results as JSON (default: --out with .json)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="override a --only benchmark's config option, e.g. --set 'sizes=[1000000]' --set 'dims=[512]'",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.smoke and args.full:
         p.error("--smoke and --full exclude each other")
     size = "smoke" if args.smoke else "full" if args.full else "default"
+    overrides = parse_overrides(args.set)
+    if overrides and not args.only:
+        p.error("--set needs --only (options differ between benchmarks)")
     json_path = args.json or args.out.with_suffix(".json")
 
     from imgsearch.utils.atomic import atomic_write_json, atomic_write_text
@@ -163,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     new: dict[str, dict[str, Any]] = {}
     for name in names:
-        new[name] = run_one(name, size, args.full)
-        print(render_section(new[name]), flush=True)
+        result = run_one(name, size, args.full, overrides)
+        new[result["key"]] = result
+        print(render_section(result), flush=True)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     machine["suite_seconds"] = round(time.perf_counter() - t0, 1)
 
@@ -172,10 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     previous: dict[str, Any] = {}
     if args.only and json_path.exists():
         try:
-            previous = {s["name"]: s for s in json.loads(json_path.read_text())["sections"]}
+            previous = {s.get("key", s["name"]): s for s in json.loads(json_path.read_text())["sections"]}
         except (ValueError, KeyError):
             previous = {}
-    sections = [new.get(n) or previous[n] for n in BENCHMARKS if n in new or n in previous]
+    merged = previous | new
+    order = list(BENCHMARKS)
+    sections = sorted(merged.values(), key=lambda s: (order.index(s["name"]), s.get("key", s["name"])))
     atomic_write_json(json_path, {"machine": machine, "argv": argv, "sections": sections})
     atomic_write_text(args.out, render_document(machine, sections, argv))
     log(f"wrote {args.out} and {json_path} ({machine['suite_seconds']} s)")
