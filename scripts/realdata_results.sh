@@ -22,7 +22,7 @@ evaluate() {  # name, overrides...
     hydra.run.dir="$OUT/$name/eval_run" "$@"
 }
 
-train finetune experiment=fashion_small_lite0 model.finetune=all
+train finetune experiment=fashion_small_lite0 model.finetune=last_n
 evaluate finetune
 train imagenet experiment=fashion_small_lite0 model.finetune=head
 evaluate imagenet
