@@ -10,6 +10,7 @@ two, the decode + transform time of the same images in one process is measured t
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -69,24 +70,36 @@ def measure_model(backbone: str, df: Any, batch_size: int, workers: list[int], r
             for x in batches:
                 module.embed(x, "features")
 
-    bare()  # warm-up: first-call allocations and kernel selection
-    t_bare = _median(bare, repeats)
-    out = {"bare": n / t_bare, "load_serial": n / t_load, "embed": {}, "steady": {}, "fixed_s": {}}
     first = df.iloc[:batch_size]
+
+    def pipeline(w: int, table: Any) -> None:
+        emb = embed_catalogue(module, table, kind="features", batch_size=batch_size, num_workers=w)
+        assert len(emb) == len(table), f"embedded {len(emb)} of {len(table)} images"
+
+    def timed(fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    bare()  # warm-up: first-call allocations and kernel selection
+    # Alternating rounds (bare, then each pipeline variant), so that a change in the shared machine's
+    # load hits every variant alike instead of whichever happened to run at that moment.
+    t_bare, t_n, t_1 = [], {w: [] for w in workers}, {w: [] for w in workers}
+    for _ in range(repeats):
+        t_bare.append(timed(bare))
+        for w in workers:
+            t_n[w].append(timed(lambda w=w: pipeline(w, df)))
+            # One batch alone: the fixed cost (Trainer set-up, worker start-up) vs the per-image cost, so
+            # the rate a large catalogue would see can be told apart from start-up.
+            t_1[w].append(timed(lambda w=w: pipeline(w, first)))
+    med = statistics.median
+    out = {"bare": n / med(t_bare), "load_serial": n / t_load, "embed": {}, "steady": {}, "fixed_s": {}}
+    extra = n - len(first)
     for w in workers:
-
-        def pipeline(w=w, table=df) -> None:
-            emb = embed_catalogue(module, table, kind="features", batch_size=batch_size, num_workers=w)
-            assert len(emb) == len(table), f"embedded {len(emb)} of {len(table)} images"
-
-        t_n = _median(pipeline, repeats)
-        out["embed"][w] = n / t_n
-        # One batch alone: the fixed cost (Trainer set-up, worker start-up) vs the per-image cost, so the
-        # rate a large catalogue would see can be told apart from start-up.
-        t_1 = _median(lambda w=w: pipeline(w, first), repeats)
-        extra = n - len(first)
-        out["steady"][w] = extra / (t_n - t_1) if extra > 0 and t_n > t_1 else float("nan")
-        out["fixed_s"][w] = max(0.0, t_1 - len(first) / out["steady"][w]) if extra > 0 else float("nan")
+        tn, t1 = med(t_n[w]), med(t_1[w])
+        out["embed"][w] = n / tn
+        out["steady"][w] = extra / (tn - t1) if extra > 0 and tn > t1 else float("nan")
+        out["fixed_s"][w] = max(0.0, t1 - len(first) / out["steady"][w]) if extra > 0 else float("nan")
     return out
 
 
