@@ -34,9 +34,9 @@ GOAL_PCT = 3.0
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "smoke": {"backbone": "efficientnet_lite0", "batch_size": 2, "steps": 4, "warmup": 1, "rounds": 1,
-              "input_size": 64},
+              "input_size": 64, "tiny_steps": 10},
     "default": {"backbone": "efficientnet_lite0", "batch_size": 16, "steps": 10, "warmup": 2, "rounds": 3,
-                "input_size": None},
+                "input_size": None, "tiny_steps": 60},
 }  # fmt: skip
 CONFIGS["full"] = CONFIGS["default"]
 
@@ -99,9 +99,32 @@ def plain_steps(backbone, input_size, state, data, batch_size, warmup, metrics: 
     return _step_times(starts[:-1], warmup)
 
 
+def framework_cost_ms(batch_size: int, steps: int, warmup: int, rounds: int, tmp: str) -> dict[str, float]:
+    """Lightning's own per-step cost in ms, measured where compute is negligible.
+
+    The same comparison with the project's ``svm`` backbone (a linear layer on 32 px pixels): the step's
+    compute is a fraction of a millisecond, so Lightning minus plain is the framework's fixed cost per
+    step (hooks, logging, progress bar, optimizer closure), which does not grow with the model. Timing
+    noise from a loaded machine is proportional to the step time, so this is resolvable where the
+    real model's few-percent difference is not.
+    """
+    state = copy.deepcopy(_model("svm", 32).state_dict())
+    g = torch.Generator().manual_seed(1)
+    n = batch_size * (steps + 1)
+    data = TensorDataset(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g),
+                         torch.arange(n))  # fmt: skip
+    lt, pl, pm = [], [], []
+    for _ in range(rounds):
+        lt.append(statistics.median(lightning_steps("svm", 32, state, data, batch_size, warmup, tmp)))
+        pl.append(statistics.median(plain_steps("svm", 32, state, data, batch_size, warmup, False)))
+        pm.append(statistics.median(plain_steps("svm", 32, state, data, batch_size, warmup, True)))
+    med = statistics.median
+    return {"lightning_ms": 1e3 * med(lt), "plain_ms": 1e3 * med(pl), "plain_metrics_ms": 1e3 * med(pm)}
+
+
 def run(
     backbone: str, batch_size: int, steps: int, warmup: int, rounds: int, input_size: int | None,
-    full: bool = False,
+    tiny_steps: int = 60, full: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     base = _model(backbone, input_size)
     state = copy.deepcopy(base.state_dict())
@@ -126,6 +149,8 @@ def run(
             per_round["plain+metrics"].append(
                 statistics.median(plain_steps(backbone, input_size, state, data, batch_size, warmup, True))
             )
+        log("train_step: framework cost per step (tiny model)")
+        tiny = framework_cost_ms(batch_size, tiny_steps, warmup, rounds, tmp)
     over_plain = [
         100 * (lt / p - 1) for lt, p in zip(per_round["lightning"], per_round["plain"], strict=True)
     ]
@@ -148,6 +173,18 @@ def run(
     ]  # fmt: skip
     overhead = statistics.median(over_plain)
     overhead_l = statistics.median(over_metrics)
+    fw_ms = tiny["lightning_ms"] - tiny["plain_ms"]
+    fw_metrics_ms = tiny["lightning_ms"] - tiny["plain_metrics_ms"]
+    real_ms = 1e3 * med["plain"]
+    fw_pct = 100 * fw_ms / real_ms
+    tiny_rows = [
+        ["plain loop", round(tiny["plain_ms"], 3)],
+        ["plain loop + torchmetrics updates", round(tiny["plain_metrics_ms"], 3)],
+        ["Lightning Trainer.fit", round(tiny["lightning_ms"], 3)],
+        ["Lightning - plain = framework cost per step", round(fw_ms, 3)],
+        ["Lightning - (plain + metrics)", round(fw_metrics_ms, 3)],
+        [f"framework cost as % of the real plain step ({real_ms:.0f} ms)", round(fw_pct, 3)],
+    ]
     return section(
         NAME,
         "Training step: Lightning vs a plain PyTorch loop",
@@ -172,6 +209,15 @@ def run(
                 ],
                 round_rows,
             ),
+            table(
+                f"Framework cost per step, measured on the 'svm' backbone (linear on 32 px pixels, batch "
+                f"{batch_size}, {tiny_steps - warmup} timed steps x {rounds} rounds)",
+                ["quantity", "ms"],
+                tiny_rows,
+                note="With next to no compute per step, Lightning minus plain is the fixed cost "
+                "Lightning adds to every step, independent of the model; as a share of a real step it is"
+                " the overhead a quiet machine would show.",
+            ),
         ],
         goals=[
             goal(
@@ -179,7 +225,22 @@ def run(
                 f"{overhead:.2f}% vs the bare loop, {overhead_l:.2f}% vs the loop with the same metric "
                 "updates",
                 overhead <= GOAL_PCT,
-            )
+            ),
+            goal(
+                f"Lightning's per-step framework cost <= {GOAL_PCT:g}% of a real step",
+                f"{fw_ms:.2f} ms per step = {fw_pct:.2f}% of the {backbone} step ({real_ms:.0f} ms)",
+                fw_pct <= GOAL_PCT,
+            ),
         ],
-        extra={"step_seconds": per_round, "overhead_pct": overhead, "overhead_vs_metrics_pct": overhead_l},
+        notes=[
+            "The direct comparison (first goal) is only as precise as the spread between rounds in the "
+            "per-round table: on a machine shared with other jobs, that spread can exceed the 3% being "
+            "measured; the second goal measures the same overhead where it is resolvable."
+        ],
+        extra={
+            "step_seconds": per_round,
+            "overhead_pct": overhead,
+            "overhead_vs_metrics_pct": overhead_l,
+            "framework_ms": tiny,
+        },
     )
