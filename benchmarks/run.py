@@ -151,7 +151,9 @@ def render_document(machine: dict[str, Any], sections: list[dict[str, Any]], arg
         "Every figure is a ratio of two things measured side by side in the same run, or a scaling curve,",
         "so that it means something on a noisy shared machine; absolute rates only describe this machine.",
         "",
-        f"Last command: `{' '.join(['.venv/bin/python', 'benchmarks/run.py', *argv])}`",
+        f"Last command: `{' '.join(['.venv/bin/python', 'benchmarks/run.py', *argv])}`. A `--only` run "
+        "replaces only its own section(s); each section names its command, sizes, duration and date, and "
+        "the machine table describes the latest run (all runs so far on the same machine).",
         "",
         "## Machine",
         "",
