@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 OUT=${RESULTS_OUT:-outputs/results}
-EPOCHS=${EPOCHS:-6}
+EPOCHS=${EPOCHS:-3}
 
 train() {  # name, overrides...
   local name=$1; shift
