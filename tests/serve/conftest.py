@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from imgsearch.retrieval.search import SearchHit, SearchResult
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (200, 30, 40),
     "green": (30, 170, 60),
@@ -31,27 +32,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 
 
-@dataclass
-class Hit:
-    rank: int
-    item_id: str
-    product_id: str
-    label: str
-    title: str
-    brand: str
-    price: float
-    image_path: str
-    score: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Result:
-    category: str | None
-    probability: float | None
-    hits: list[Hit]
+# the real result types, so the fake searcher cannot drift from the Searcher's interface
+Hit = SearchHit
+Result = SearchResult
 
 
 class ColourSearcher:
