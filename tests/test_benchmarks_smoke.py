@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -79,7 +80,9 @@ def test_eval_scaling_smoke_reports_bounded_memory_and_sane_metrics():
     res = bench_eval_scaling.run(**bench_eval_scaling.CONFIGS["smoke"])
     fits = res["fits"]
     assert set(fits) == {"1000"}
-    assert fits["1000"]["s_per_query"] > 0 and fits["1000"]["r2"] <= 1.0
+    # a fitted line over a few tiny timings: its slope can come out at zero or below by noise, so only
+    # its presence and the R^2 range are checked here (the real sizes are for make bench)
+    assert math.isfinite(fits["1000"]["s_per_query"]) and fits["1000"]["r2"] <= 1.0
     k10_rows = [r for r in res["tables"][0]["rows"] if r[2].startswith("mAP@1/5/10")]
     assert len(k10_rows) == len(bench_eval_scaling.CONFIGS["smoke"]["queries"])
     for row in res["tables"][0]["rows"]:
