@@ -8,6 +8,7 @@ round-trips through CSV unchanged and ``catalogue_hash`` is stable.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -136,6 +137,15 @@ def catalogue_hash(df: pd.DataFrame) -> str:
         ]
         h.update(b"\x1e" + "\x1f".join(cells).encode("utf-8"))
     return h.hexdigest()
+
+
+def optional_price(value: object) -> float | None:
+    """A price for JSON output: a float, or ``None`` when missing or not a number (JSON has no NaN)."""
+    try:
+        price = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(price) else price
 
 
 def parse_price(value: object) -> float:

@@ -10,7 +10,6 @@ explicitly; that one is still checked for dimension, backbone and preprocessing
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ import torch
 from PIL import Image
 
 from imgsearch.data.images import to_rgb
+from imgsearch.data.schema import optional_price
 from imgsearch.retrieval.embed import PIXELS, model_transform, pixel_transform
 from imgsearch.retrieval.index import (
     IndexCompatibilityError,
@@ -70,14 +70,6 @@ class SearchResult:
             "probability": self.probability,
             "hits": [h.to_dict() for h in self.hits],
         }
-
-
-def _price(value: Any) -> float | None:
-    try:
-        price = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(price) else price
 
 
 class Searcher:
@@ -199,7 +191,7 @@ class Searcher:
                     label=str(row["label"]),
                     title=str(row["title"]),
                     brand=str(row["brand"]),
-                    price=_price(row["price"]),
+                    price=optional_price(row["price"]),
                     image_path=str(row["image_path"]),
                     score=float(score),
                 )

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from imgsearch.data.schema import optional_price
 from imgsearch.serve.upload import (
     MULTIPART_OVERHEAD_BYTES,
     BodySizeLimit,
@@ -102,14 +103,6 @@ def _str(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
-
-
-def _price(value: Any) -> float | None:
-    try:
-        price = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(price) else price
 
 
 def item_image_url(item_id: str) -> str:
@@ -192,7 +185,7 @@ def create_app(
                 product_id=_str(hit.product_id),
                 title=_str(hit.title),
                 brand=_str(hit.brand),
-                price=_price(hit.price),
+                price=optional_price(hit.price),
                 currency=currencies.get(str(hit.item_id), ""),
                 label=_str(hit.label),
                 score=float(hit.score),
