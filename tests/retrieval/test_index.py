@@ -56,19 +56,6 @@ def test_flat_topk_equals_numpy_brute_force(metric, normalize):
     np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4)
 
 
-def test_vectors_added_in_chunks_equal_brute_force_and_input_stays_untouched(monkeypatch):
-    monkeypatch.setattr(I, "ADD_CHUNK_ROWS", 7)  # 300 rows -> 43 chunks, the last one partial
-    gallery, queries = _vectors(300, 24, 1), _vectors(37, 24, 2)
-    before = gallery.copy()
-    index = I.build_index(gallery, factory="Flat", metric="ip", normalize=True)
-    assert index.ntotal == 300
-    np.testing.assert_array_equal(gallery, before)  # the caller's array is not normalised in place
-    scores, ids = I.search_batched(index, I.prepare_vectors(queries, normalize=True), 7, batch_size=10)
-    want_scores, want_ids = _brute_force(gallery, queries, 7, "ip", True)
-    np.testing.assert_array_equal(ids, want_ids)
-    np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4)
-
-
 @pytest.mark.parametrize("factory", ["HNSW32", "IVF8,PQ8x4", "IVF8,Flat", "PCA16,IVF4,Flat"])
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 def test_approximate_factories_build_and_find_the_item_itself(factory, metric):

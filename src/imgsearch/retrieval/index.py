@@ -37,8 +37,6 @@ INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.csv"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
-# rows normalised and added to an index at a time
-ADD_CHUNK_ROWS = 65_536
 
 METRICS: dict[str, int] = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
@@ -93,7 +91,7 @@ def build_index(
     Raises:
         ValueError: no vectors, a bad factory string or metric, or too few vectors to train the index.
     """
-    x = _as_float32(vectors)  # no copy for float32 input: rows are normalised chunk by chunk below
+    x = prepare_vectors(vectors, normalize=normalize)
     n, dim = x.shape
     if n == 0:
         raise ValueError("cannot build an index from zero vectors (empty gallery)")
@@ -103,8 +101,7 @@ def build_index(
         raise ValueError(f"FAISS cannot build index_factory({dim}, {factory!r}): {exc}") from exc
     if not index.is_trained:
         rng = np.random.default_rng(seed)
-        rows = x if n <= train_sample else x[np.sort(rng.choice(n, size=train_sample, replace=False))]
-        sample = prepare_vectors(rows, normalize=normalize)
+        sample = x if n <= train_sample else x[np.sort(rng.choice(n, size=train_sample, replace=False))]
         log.info("training %s index on %d of %d vectors", factory, len(sample), n)
         try:
             index.train(sample)
@@ -113,11 +110,7 @@ def build_index(
                 f"training the {factory!r} index on {len(sample)} vectors failed (an IVF index with nlist "
                 f"lists needs well over nlist vectors; use a smaller factory such as 'Flat'): {exc}"
             ) from exc
-        del sample
-    # normalising a full copy of the gallery first made the build peak at twice the index size
-    # (make bench, evaluation scaling); a chunk at a time keeps it at the index plus one chunk
-    for start in range(0, n, ADD_CHUNK_ROWS):
-        index.add(prepare_vectors(x[start : start + ADD_CHUNK_ROWS], normalize=normalize))
+    index.add(x)
     return index
 
 
