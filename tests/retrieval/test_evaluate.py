@@ -214,3 +214,26 @@ def test_report_goes_to_an_active_wandb_run(catalogue, tmp_path, monkeypatch):
     monkeypatch.setattr(wandb, "run", None)
     log_report(report)
     assert len(logged) == 1
+
+
+@pytest.mark.parametrize("restrict", [False, True])
+def test_scoring_in_small_query_blocks_equals_one_block(restrict):
+    rng = np.random.default_rng(3)
+    gallery = rng.normal(size=(60, 8)).astype(np.float32)
+    g_keys = rng.choice(["a", "b", "c"], size=60)
+    queries = np.concatenate([gallery[:10], rng.normal(size=(7, 8)).astype(np.float32)])
+    q_keys = np.concatenate([g_keys[:10], rng.choice(["a", "b", "c"], size=7)])
+    query_self = np.array([*range(10), *[-1] * 7])  # the first 10 queries are gallery items themselves
+    kwargs = dict(ks=(1, 5), query_self=query_self, map_r_cap=50)
+    if restrict:
+        # one query predicts a category the gallery lacks: it gets no results
+        kwargs |= dict(restrict_query=np.array([*q_keys[:16], "zzz"]), restrict_gallery=g_keys)
+    one = search_relevance(queries, gallery, q_keys, g_keys, batch_size=4096, **kwargs)
+    small = search_relevance(queries, gallery, q_keys, g_keys, batch_size=3, **kwargs)
+    assert one[0].keys() == small[0].keys() and "MAP@R" in one[0]
+    for name in one[0]:
+        np.testing.assert_allclose(small[0][name], one[0][name], err_msg=name)
+    for a, b in zip(one[1:], small[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    if restrict:
+        assert one[0]["recall@5"][-1] == 0.0 and (one[2][-1] == -1).all()

@@ -254,9 +254,31 @@ def search_relevance(
 
     index = build_index(gallery_vectors, factory=factory, metric=metric, normalize=normalize)
     queries = prepare_vectors(query_vectors[kept], normalize=normalize)
-    ids = np.full((len(kept), k_search), -1, np.int64)
+    kept_key, kept_self, kept_rel = q_key[kept], self_pos[kept], n_rel[kept]
+    scores: dict[str, np.ndarray] = {}
+    top_ids = np.full((len(kept), k_max), -1, np.int64)
+    top_relevant = np.zeros((len(kept), k_max), bool)
+
+    def score(members: np.ndarray, found: np.ndarray) -> None:
+        # scored one block of queries at a time: with MAP@R a query keeps up to map_r_cap results, and
+        # holding them for every query at once grew with the number of queries (make bench)
+        if has_self:
+            found = _drop_self(found, kept_self[members])
+        relevant = (found >= 0) & (g_key[np.maximum(found, 0)] == kept_key[members][:, None])
+        for name, values in M.retrieval_scores(relevant, kept_rel[members], ks).items():
+            scores.setdefault(name, np.zeros(len(kept), dtype=values.dtype))[members] = values
+        width = min(k_max, found.shape[1])
+        top_ids[members, :width] = found[:, :width]
+        top_relevant[members, :width] = relevant[:, :width]
+
+    def search_block(members: np.ndarray, params: Any = None) -> None:
+        for start in range(0, len(members), batch_size):
+            block = members[start : start + batch_size]
+            _, found = search_batched(index, queries[block], k_search, batch_size=batch_size, params=params)
+            score(block, found)
+
     if restrict_query is None:
-        _, ids = search_batched(index, queries, k_search, batch_size=batch_size)
+        search_block(np.arange(len(kept)))
     else:
         rq = np.asarray(restrict_query, dtype=object)[kept]
         rg = np.asarray(restrict_gallery, dtype=object)
@@ -264,15 +286,11 @@ def search_relevance(
             members = np.flatnonzero(rq == value)
             allowed = np.flatnonzero(rg == value)
             if len(allowed) == 0:
-                continue  # predicted a category the gallery lacks: no results
-            params = search_params(index, ids=allowed)
-            _, found = search_batched(index, queries[members], k_search, batch_size=batch_size, params=params)
-            ids[members] = found
-    if has_self:
-        ids = _drop_self(ids, self_pos[kept])
-    relevant = (ids >= 0) & (g_key[np.maximum(ids, 0)] == q_key[kept][:, None])
-    scores = M.retrieval_scores(relevant, n_rel[kept], ks)
-    return scores, kept, ids[:, :k_max], relevant[:, :k_max], truncated
+                # predicted a category the gallery lacks: no results
+                score(members, np.full((len(members), k_search), -1, np.int64))
+                continue
+            search_block(members, search_params(index, ids=allowed))
+    return scores, kept, top_ids, top_relevant, truncated
 
 
 def _predicted_labels(probs: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
