@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
 from imgsearch.data.schema import SPLITS, read_catalogue, validate_catalogue
+from imgsearch.utils.config import to_plain_container
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +46,9 @@ def default_num_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _as_plain(value: Any) -> Any:
-    """OmegaConf containers (from Hydra) -> plain dict/list, so timm gets ordinary types."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, DictConfig | ListConfig):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return value
-
-
 def normalise_data_config(data_config: Mapping[str, Any]) -> dict[str, Any]:
     """Check a timm data config and return it with tuple values (``input_size`` is ``(C, H, W)``)."""
-    cfg = dict(_as_plain(data_config))
+    cfg = dict(to_plain_container(data_config))
     missing = [k for k in ("input_size", "mean", "std") if k not in cfg]
     if missing:
         raise ValueError(f"data_config lacks {missing}; got keys {sorted(cfg)}")
@@ -90,7 +79,7 @@ def build_transforms(
     """
     cfg = normalise_data_config(data_config)
     eval_tf = create_transform(**cfg, is_training=False)
-    augment = _as_plain(train_augment)
+    augment = to_plain_container(train_augment)
     if augment is False or (isinstance(augment, str) and augment.lower() in ("none", "off", "false")):
         return eval_tf, eval_tf
     if augment is None or augment is True:
@@ -172,7 +161,7 @@ class CatalogueDataModule(L.LightningDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.balanced_sampling = bool(balanced_sampling)
-        splits = list(_as_plain(predict_splits)) if predict_splits is not None else None
+        splits = list(to_plain_container(predict_splits)) if predict_splits is not None else None
         if splits is not None and (bad := sorted(set(splits) - set(SPLITS))):
             raise ValueError(f"predict_splits must be among {SPLITS}, got {bad}")
         self.predict_splits = splits

@@ -25,21 +25,9 @@ import pandas as pd
 
 from imgsearch.data.prepare import prepare_catalogue
 from imgsearch.data.schema import SPLITS, validate_catalogue, write_catalogue
+from imgsearch.utils.config import to_plain_container
 
 log = logging.getLogger(__name__)
-
-
-def _plain(node: Mapping[str, Any] | None) -> dict[str, Any]:
-    if node is None:
-        return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(node, DictConfig):
-            return dict(OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return dict(node)
 
 
 def summary_table(df: pd.DataFrame, title: str = "catalogue") -> Any:
@@ -87,7 +75,7 @@ def build_catalogue(
     """
     from hydra.utils import instantiate
 
-    src = _plain(source)
+    src = dict(to_plain_container(source) or {})
     if "_target_" not in src:
         raise ValueError(
             f"catalogue source config needs a _target_ (a reader function); got keys {sorted(src)}"
@@ -101,7 +89,7 @@ def build_catalogue(
         if not (table["split"].isin(SPLITS)).all():
             log.warning("catalogue from %s is used unprepared and has rows without a split", src["_target_"])
     else:
-        table = prepare_catalogue(df, **_plain(prepare), report_dir=out)
+        table = prepare_catalogue(df, **to_plain_container(prepare), report_dir=out)
     if out is not None:
         write_catalogue(table, out / "catalogue.csv")
         log.info("catalogue written to %s", out / "catalogue.csv")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -23,6 +24,13 @@ def config_dir() -> str:
             "set IMGSEARCH_CONFIG_DIR to the repository's conf/ folder"
         )
     return str(path)
+
+
+def to_plain_container(value: Any) -> Any:
+    """OmegaConf containers (what Hydra hands over) as plain dicts/lists, resolved; anything else as it is."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
 
 
 def repo_root() -> str:
