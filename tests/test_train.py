@@ -9,28 +9,15 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 
-from imgsearch.data.demo import ensure_demo
 from imgsearch.data.schema import read_catalogue
 from imgsearch.train import _check_multirun_ddp, train
 from imgsearch.utils.callbacks import ChannelsLast
 from imgsearch.utils.config import config_dir
-from train_helpers import DEMO_PRODUCTS, DEMO_SIZE, REPO, compose_train, read_metrics, tiny_overrides
+from train_helpers import REPO, compose_train, read_metrics, tiny_overrides
 
-
-@pytest.fixture(autouse=True)
-def _forget_hydra_config():
-    """compose_train sets Hydra's global run config; leave no trace for other tests."""
-    yield
-    HydraConfig.instance().cfg = None
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "demo"
-    ensure_demo(root, products_per_class=DEMO_PRODUCTS, image_size=DEMO_SIZE)
-    return root
+# every test here composes Hydra configs, which set its global run config
+pytestmark = pytest.mark.usefixtures("forget_hydra_config")
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hydra.core.hydra_config import HydraConfig
 
-from imgsearch.data.demo import ensure_demo
 from imgsearch.train import train
 from imgsearch.utils.logging import wandb_offline
 from train_helpers import (
-    DEMO_PRODUCTS,
-    DEMO_SIZE,
     compose_train,
     read_metrics,
     run_cli,
@@ -26,18 +22,8 @@ from train_helpers import (
     wandb_history,
 )
 
-
-@pytest.fixture(autouse=True)
-def _forget_hydra_config():
-    yield
-    HydraConfig.instance().cfg = None
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "demo"
-    ensure_demo(root, products_per_class=DEMO_PRODUCTS, image_size=DEMO_SIZE)
-    return root
+# every test here composes Hydra configs, which set its global run config
+pytestmark = pytest.mark.usefixtures("forget_hydra_config")
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Shared set-up of the training tests: a tiny demo catalogue and the Hydra overrides that use it."""
+"""Shared set-up of the training tests: a tiny demo catalogue, the Hydra overrides that use it, and saving a
+model as training does."""
 
 from __future__ import annotations
 
@@ -110,3 +111,16 @@ def wandb_history(run_file: Path) -> tuple[list[dict[str, Any]], dict[str, Any],
             for i in record.config.update:
                 config[i.key or "/".join(i.nested_key)] = json.loads(i.value_json)
     return rows, config, kinds
+
+
+def save_checkpoint(model: Any, path: Path) -> Path:
+    """Save ``model`` the way training does (Lightning checkpoint with its hyperparameters)."""
+    import lightning as L
+
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.strategy.connect(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path

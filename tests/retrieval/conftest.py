@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from imgsearch.data.schema import validate_catalogue
+from train_helpers import save_checkpoint
 
 CLASSES = ("bags", "dresses", "shoes")
 COLOURS = {"bags": (200, 40, 40), "dresses": (40, 160, 40), "shoes": (40, 40, 200)}
@@ -68,19 +69,6 @@ def pixel_model():
     return ImageClassifier(
         backbone="svm", num_classes=len(CLASSES), class_names=list(CLASSES), input_size=8
     ).eval()
-
-
-def save_checkpoint(model, path: Path) -> Path:
-    """Save ``model`` the way training does (Lightning checkpoint with its hyperparameters)."""
-    import lightning as L
-
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
-    trainer.strategy.connect(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(path)
-    return path
 
 
 def compose(config_name: str, overrides: list[str]):

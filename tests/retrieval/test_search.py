@@ -16,8 +16,9 @@ from imgsearch.data.schema import read_catalogue
 from imgsearch.retrieval.index import IndexCompatibilityError, load_index_dir
 from imgsearch.retrieval.search import Searcher, SearchHit
 from imgsearch.search import main as search_main
+from train_helpers import save_checkpoint
 
-from .conftest import CLASSES, compose, save_checkpoint
+from .conftest import CLASSES, compose
 
 
 def test_index_entry_point_writes_manifest(trained_run, index_dir):

@@ -24,6 +24,7 @@ import pytest
 from PIL import Image
 
 from imgsearch.retrieval.search import SearchHit, SearchResult
+from train_helpers import save_checkpoint
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (200, 30, 40),
@@ -197,19 +198,6 @@ def _nearest_class_mean_head(model: Any, table: pd.DataFrame) -> None:
         model.head.bias.zero_()
 
 
-def _save_checkpoint(model: Any, path: Path) -> Path:
-    """Save ``model`` as training does: a Lightning checkpoint with its hyperparameters."""
-    import lightning as L
-
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
-    trainer.strategy.connect(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def demo_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An index directory built by ``imgsearch-index`` (in-process) over 48 demo images (12 classes)."""
@@ -234,7 +222,7 @@ def demo_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
         input_size=64,
     ).eval()
     _nearest_class_mean_head(model, table)
-    ckpt = _save_checkpoint(model, root / "run" / "checkpoints" / "best.ckpt")
+    ckpt = save_checkpoint(model, root / "run" / "checkpoints" / "best.ckpt")
     overrides = [
         f"checkpoint={ckpt}",
         f"output_dir={root / 'index'}",
