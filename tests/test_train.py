@@ -10,8 +10,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from imgsearch.cli.train import _check_multirun_ddp, train
 from imgsearch.data.schema import read_catalogue
-from imgsearch.train import _check_multirun_ddp, train
 from imgsearch.utils.callbacks import ChannelsLast
 from imgsearch.utils.config import config_dir
 from train_helpers import REPO, compose_train, read_metrics, tiny_overrides

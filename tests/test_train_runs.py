@@ -1,6 +1,6 @@
 """imgsearch-train end to end: multirun, Optuna sweep, DDP on CPU, offline W&B, a real short training.
 
-The CLI tests run ``python -m imgsearch.train`` in a subprocess, exactly as a user would.
+The CLI tests run ``python -m imgsearch.cli.train`` in a subprocess, exactly as a user would.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from imgsearch.train import train
+from imgsearch.cli.train import train
 from imgsearch.utils.logging import wandb_offline
 from train_helpers import (
     compose_train,

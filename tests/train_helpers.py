@@ -49,10 +49,10 @@ def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict[str, str] | None = None) -> str:
-    """Run ``python -m imgsearch.train <args>``; fail with its output when it fails."""
+    """Run ``python -m imgsearch.cli.train <args>``; fail with its output when it fails."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "imgsearch.train", *args],
+        [sys.executable, "-m", "imgsearch.cli.train", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
@@ -61,7 +61,7 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict[str, str] 
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, (
-        f"imgsearch.train {' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}"
+        f"imgsearch.cli.train {' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}"
     )
     return out
 

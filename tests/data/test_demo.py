@@ -28,7 +28,7 @@ from imgsearch.data.demo import (
     ensure_demo,
     generate_demo,
 )
-from imgsearch.data.demo_images import draw_look
+from imgsearch.data.demo.drawing import draw_look
 
 REAL_FARFETCH = (
     Path(__file__).resolve().parents[2].parent / "shared/realdata/formats/farfetch/products_sample.csv"
@@ -178,8 +178,8 @@ def test_amazon_lines_are_python_literals_not_json(demo: Path) -> None:
 
 
 def test_real_readers_read_the_demo(demo: Path) -> None:
-    from imgsearch.data.amazon import read_amazon
-    from imgsearch.data.farfetch import read_farfetch
+    from imgsearch.data.readers.amazon import read_amazon
+    from imgsearch.data.readers.farfetch import read_farfetch
 
     ff = read_farfetch(demo / FARFETCH_CSV, image_dir=demo)
     assert len(ff) == 2 * N

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from imgsearch.data import CATALOGUE_COLUMNS, read_farfetch
-from imgsearch.data.taxonomy import Taxonomy, load_taxonomy
+from imgsearch.data.readers.taxonomy import Taxonomy, load_taxonomy
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SAMPLE = SHARED / "realdata" / "formats" / "farfetch" / "products_sample.csv"

@@ -101,7 +101,7 @@ def trained_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def index_dir(trained_run) -> Path:
     """``imgsearch-index`` run on :func:`trained_run` (default output: ``<run>/index``)."""
-    from imgsearch.index import build
+    from imgsearch.cli.index import build
 
     cfg = compose(
         "index",

@@ -26,9 +26,9 @@ def one_thread():
 
 
 def test_trained_checkpoint_beats_raw_pixels_at_product_level(tmp_path, one_thread):
-    from imgsearch.evaluate import run as run_eval
-    from imgsearch.index import build as build_index
-    from imgsearch.train import train
+    from imgsearch.cli.evaluate import run as run_eval
+    from imgsearch.cli.index import build as build_index
+    from imgsearch.cli.train import train
 
     run_dir = tmp_path / "run"
     cfg = compose(

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from imgsearch.cli.search import main as search_main
 from imgsearch.data.images import load_image
 from imgsearch.data.schema import read_catalogue
 from imgsearch.retrieval.index import IndexCompatibilityError, load_index_dir
 from imgsearch.retrieval.search import Searcher, SearchHit
-from imgsearch.search import main as search_main
 from train_helpers import save_checkpoint
 
 from .conftest import CLASSES, compose
@@ -105,7 +105,7 @@ def test_search_cli_unreadable_image_exits_non_zero(index_dir, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     proc = subprocess.run(
-        [sys.executable, "-m", "imgsearch.search", str(bad), "--index", str(index_dir)],
+        [sys.executable, "-m", "imgsearch.cli.search", str(bad), "--index", str(index_dir)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -118,7 +118,7 @@ def test_search_cli_unreadable_image_exits_non_zero(index_dir, tmp_path):
 
 
 def test_eval_entry_point_writes_report(trained_run, tmp_path):
-    from imgsearch.evaluate import run
+    from imgsearch.cli.evaluate import run
 
     cfg = compose(
         "eval",
@@ -150,7 +150,7 @@ def test_index_cli_runs_and_refuses_a_missing_checkpoint(trained_run, tmp_path):
     """The real ``imgsearch-index`` command line (Hydra main); a missing checkpoint is a clear error."""
     ckpt = trained_run / "checkpoints" / "best.ckpt"
     out = tmp_path / "idx"
-    base = [sys.executable, "-m", "imgsearch.index", f"hydra.run.dir={tmp_path / 'h'}", "num_workers=0"]
+    base = [sys.executable, "-m", "imgsearch.cli.index", f"hydra.run.dir={tmp_path / 'h'}", "num_workers=0"]
     proc = subprocess.run(
         [
             *base,
@@ -168,7 +168,7 @@ def test_index_cli_runs_and_refuses_a_missing_checkpoint(trained_run, tmp_path):
     _, items, manifest = load_index_dir(out)
     assert manifest["index"]["factory"] == "HNSW32" and manifest["index"]["metric"] == "l2"
     assert len(items) == 24
-    from imgsearch.index import build
+    from imgsearch.cli.index import build
 
     cfg = compose("index", [f"checkpoint={tmp_path / 'nope.ckpt'}", f"output_dir={tmp_path / 'idx2'}"])
     with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*nope\.ckpt"):

@@ -204,9 +204,9 @@ def demo_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
+    from imgsearch.cli.index import build
     from imgsearch.data.demo import demo_catalogue
     from imgsearch.data.schema import write_catalogue
-    from imgsearch.index import build
     from imgsearch.models.classifier import ImageClassifier
     from imgsearch.utils.config import config_dir
 

@@ -2,52 +2,46 @@
 
 Every reader returns the catalogue table (see :mod:`imgsearch.data.schema`); everything after
 the readers reads only that table.
+
+Names are resolved on first use (PEP 562), so ``from imgsearch.data import CATALOGUE_COLUMNS`` does not
+import every reader, pandas parsers and the demo drawing code.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from imgsearch.data.amazon import read_amazon
-from imgsearch.data.farfetch import read_farfetch
-from imgsearch.data.generic import read_csv_catalogue
-from imgsearch.data.images import ImageDecodeError, SkipReport, load_image, verify_images
-from imgsearch.data.prepare import prepare_catalogue
-from imgsearch.data.schema import (
-    CATALOGUE_COLUMNS,
-    catalogue_hash,
-    empty_catalogue,
-    read_catalogue,
-    validate_catalogue,
-    write_catalogue,
-)
-from imgsearch.data.sources import build_catalogue
+# public name -> module that owns it
+_EXPORTS = {
+    "CATALOGUE_COLUMNS": "imgsearch.data.schema",
+    "catalogue_hash": "imgsearch.data.schema",
+    "empty_catalogue": "imgsearch.data.schema",
+    "read_catalogue": "imgsearch.data.schema",
+    "validate_catalogue": "imgsearch.data.schema",
+    "write_catalogue": "imgsearch.data.schema",
+    "ImageDecodeError": "imgsearch.data.images",
+    "SkipReport": "imgsearch.data.images",
+    "load_image": "imgsearch.data.images",
+    "verify_images": "imgsearch.data.images",
+    "prepare_catalogue": "imgsearch.data.prepare",
+    "build_catalogue": "imgsearch.data.sources",
+    "read_amazon": "imgsearch.data.readers.amazon",
+    "read_farfetch": "imgsearch.data.readers.farfetch",
+    "read_csv_catalogue": "imgsearch.data.readers.generic",
+    "generate_demo": "imgsearch.data.demo",
+    "demo_catalogue": "imgsearch.data.demo",
+}
 
-__all__ = [
-    "CATALOGUE_COLUMNS",
-    "ImageDecodeError",
-    "SkipReport",
-    "build_catalogue",
-    "catalogue_hash",
-    "demo_catalogue",
-    "empty_catalogue",
-    "generate_demo",
-    "load_image",
-    "prepare_catalogue",
-    "read_amazon",
-    "read_catalogue",
-    "read_csv_catalogue",
-    "read_farfetch",
-    "validate_catalogue",
-    "verify_images",
-    "write_catalogue",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    # The demo generator imports drawing code that most users of this package never need.
-    if name in ("generate_demo", "demo_catalogue"):
-        from imgsearch.data import demo
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgsearch.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        return getattr(demo, name)
-    raise AttributeError(f"module 'imgsearch.data' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return __all__

@@ -17,7 +17,7 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from imgsearch.index import resolve_inputs
+from imgsearch.cli.index import resolve_inputs
 from imgsearch.utils.config import config_dir
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,10 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     ckpt, catalogue_path, run_dir = resolve_inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
+    from imgsearch.cli.train import instantiate_loggers
     from imgsearch.data.schema import read_catalogue
     from imgsearch.models.checkpoint import checkpoint_sha256, load_classifier
     from imgsearch.retrieval.evaluate import Setting, evaluate_retrieval, log_report, write_report
-    from imgsearch.train import instantiate_loggers
     from imgsearch.utils.logging import finish_wandb
 
     catalogue = read_catalogue(catalogue_path)

@@ -14,7 +14,7 @@ Image files are found under ``image_dir`` by one of two rules:
     ``<image_dir>/<view>/<id>.<any image extension>`` (e.g. ``model/14133999.jpg``).
 
 The listings carry no category: the label is derived from ``shortDescription`` with a keyword
-taxonomy (``conf/taxonomy/farfetch.yaml``; match rule in :mod:`imgsearch.data.taxonomy`).
+taxonomy (``conf/taxonomy/farfetch.yaml``; match rule in :mod:`imgsearch.data.readers.taxonomy`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imgsearch.data.generic import read_text_table
 from imgsearch.data.images import ImageDirIndex, url_file_name
+from imgsearch.data.readers.generic import read_text_table
+from imgsearch.data.readers.taxonomy import Taxonomy, load_taxonomy
 from imgsearch.data.schema import parse_price, validate_catalogue
-from imgsearch.data.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
 

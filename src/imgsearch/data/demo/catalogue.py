@@ -12,12 +12,12 @@ formats, so that the real readers are the ones exercised:
 - ``DEMO.json``: the generation parameters, written last, so its presence means the data is complete.
 
 Each product's ``shortDescription`` ends with its category keyword (``"navy striped wool coat"``), so the
-keyword taxonomy labels it. Images are drawn by :mod:`imgsearch.data.demo_images`: a packshot on white and
+keyword taxonomy labels it. Images are drawn by :mod:`imgsearch.data.demo.drawing`: a packshot on white and
 a "model" photo of the same item on clutter with other scale, rotation and light, so finding the cutout
 from the model photo is a real (but solvable) retrieval task.
 
 :func:`demo_catalogue` generates on first use (atomically, safe for several processes such as DDP ranks)
-and returns the catalogue table through :func:`imgsearch.data.farfetch.read_farfetch`.
+and returns the catalogue table through :func:`imgsearch.data.readers.farfetch.read_farfetch`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imgsearch.data.demo_images import DRAWERS, SHOES, draw_look, jpeg_bytes, render_cutout, render_model
+from imgsearch.data.demo.drawing import DRAWERS, SHOES, draw_look, jpeg_bytes, render_cutout, render_model
 from imgsearch.utils.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -501,7 +501,9 @@ def demo_catalogue(root: str | os.PathLike[str] = "data/demo", **generate_kwargs
     ``generate_kwargs`` are those of :func:`generate_demo` (seed, products_per_class, image_size,
     categories, amazon).
     """
-    from imgsearch.data.farfetch import read_farfetch  # the reader imports heavier deps; keep demo light
+    from imgsearch.data.readers.farfetch import (
+        read_farfetch,  # the reader imports heavier deps; keep demo light
+    )
 
     root = ensure_demo(root, **generate_kwargs)
     return read_farfetch(root / FARFETCH_CSV, image_dir=root)

@@ -1,0 +1,1 @@
+"""Command-line entry points: thin Hydra / argparse wrappers over the library functions."""
