@@ -48,14 +48,14 @@ def _median(fn, repeats: int) -> float:
 
 
 def measure_model(backbone: str, df: Any, batch_size: int, workers: list[int], repeats: int, input_size):
-    from imgsearch.data.datamodule import draft_size_for
     from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
+    from imgsearch.data.transforms import draft_size_for, eval_transform
     from imgsearch.models.classifier import ImageClassifier
-    from imgsearch.retrieval.embed import embed_catalogue, model_transform
+    from imgsearch.retrieval.embed import embed_catalogue
 
     module = ImageClassifier(backbone, num_classes=10, pretrained=False, input_size=input_size).eval()
     cfg = module.data_config
-    ds = CatalogueDataset(df.reset_index(drop=True), {}, model_transform(cfg), draft_size=draft_size_for(cfg))
+    ds = CatalogueDataset(df.reset_index(drop=True), {}, eval_transform(cfg), draft_size=draft_size_for(cfg))
     n = len(ds)
 
     def load_all() -> list[torch.Tensor]:

@@ -3,7 +3,7 @@
 Images: synthetic 600x800 product photos at JPEG quality 90 (:mod:`benchmarks.photos`) and, when
 present, the real 224x224 product JPEGs of ../shared/realdata. Everything goes through the project's
 own code: :class:`~imgsearch.data.dataset.CatalogueDataset` (guarded ``load_image``) with the
-EfficientNet-Lite0 timm transforms from :func:`~imgsearch.data.datamodule.build_transforms`, and
+EfficientNet-Lite0 timm transforms from :func:`~imgsearch.data.transforms.build_transforms`, and
 :class:`~imgsearch.data.datamodule.CatalogueDataModule` loaders for the worker / persistent-worker
 figures. The model side is a plain forward + backward + AdamW step of the project's
 ``ImageClassifier`` on batches already in memory: the rate a CPU run can consume.
@@ -93,7 +93,8 @@ def run(
     n_images: int, n_real: int, batch_size: int, workers: list[int], epochs: int, models: list[str],
     train_batch: int, train_steps: int, input_size: int | None, full: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    from imgsearch.data.datamodule import CatalogueDataModule, build_transforms, draft_size_for
+    from imgsearch.data.datamodule import CatalogueDataModule
+    from imgsearch.data.transforms import build_transforms, draft_size_for
 
     data_config = _classifier("efficientnet_lite0", input_size).data_config
     train_tf, eval_tf = build_transforms(data_config)

@@ -13,13 +13,9 @@ import torch
 from PIL import Image
 
 from imgsearch.data import dataset as dataset_mod
-from imgsearch.data.datamodule import (
-    CatalogueDataModule,
-    build_transforms,
-    default_num_workers,
-    draft_size_for,
-)
+from imgsearch.data.datamodule import CatalogueDataModule, default_num_workers
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
+from imgsearch.data.transforms import build_transforms, draft_size_for
 
 GREY = 128  # every test image is a flat colour, so any resize/crop keeps the pixel value
 

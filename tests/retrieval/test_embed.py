@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from imgsearch.data.images import load_image
-from imgsearch.retrieval.embed import embed_catalogue, merge_parts, model_transform, pixel_transform
+from imgsearch.data.transforms import eval_transform as model_transform
+from imgsearch.data.transforms import pixel_transform
+from imgsearch.retrieval.embed import embed_catalogue, merge_parts
 
 CPU = {"accelerator": "cpu", "enable_progress_bar": False}
 

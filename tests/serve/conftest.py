@@ -182,7 +182,7 @@ def _nearest_class_mean_head(model: Any, table: pd.DataFrame) -> None:
     import torch
 
     from imgsearch.data.images import load_image
-    from imgsearch.retrieval.embed import model_transform
+    from imgsearch.data.transforms import eval_transform as model_transform
 
     transform = model_transform(model.data_config)
     with torch.inference_mode():

@@ -9,7 +9,6 @@ config is stored in the checkpoint, so indexing and search preprocess exactly as
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,19 +17,14 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from timm.data import create_transform
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
 from imgsearch.data.schema import SPLITS, read_catalogue, validate_catalogue
+from imgsearch.data.transforms import build_transforms, draft_size_for, normalise_data_config
 from imgsearch.utils.config import to_plain_container
 
 log = logging.getLogger(__name__)
-
-_DATA_CONFIG_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
-
-#: Augmentation used when ``train_augment`` is not given: timm's defaults, a milder crop scale.
-DEFAULT_TRAIN_AUGMENT: dict[str, Any] = {"scale": (0.5, 1.0), "hflip": 0.5, "color_jitter": 0.2}
 
 
 def class_names_of(catalogue: pd.DataFrame) -> list[str]:
@@ -44,61 +38,6 @@ def default_num_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def normalise_data_config(data_config: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a timm data config and return it with tuple values (``input_size`` is ``(C, H, W)``)."""
-    cfg = dict(to_plain_container(data_config))
-    missing = [k for k in ("input_size", "mean", "std") if k not in cfg]
-    if missing:
-        raise ValueError(f"data_config lacks {missing}; got keys {sorted(cfg)}")
-    size = cfg["input_size"]
-    if isinstance(size, int):
-        size = (3, size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) == 2:
-        size = (3, *size)
-    cfg["input_size"] = size
-    cfg["mean"] = tuple(float(m) for m in cfg["mean"])
-    cfg["std"] = tuple(float(s) for s in cfg["std"])
-    cfg.setdefault("interpolation", "bilinear")
-    cfg.setdefault("crop_pct", 0.875)
-    cfg.setdefault("crop_mode", "center")
-    return {k: cfg[k] for k in _DATA_CONFIG_KEYS}
-
-
-def build_transforms(
-    data_config: Mapping[str, Any], train_augment: Mapping[str, Any] | str | bool | None = None
-) -> tuple[Any, Any]:
-    """``(train_transform, eval_transform)`` from a timm data config.
-
-    ``train_augment`` holds extra ``timm.data.create_transform`` options for training (``hflip``,
-    ``scale``, ``color_jitter``, ``auto_augment`` e.g. ``"rand-m9-mstd0.5"``, ``re_prob``, ...);
-    ``None`` uses :data:`DEFAULT_TRAIN_AUGMENT`; ``"none"`` / ``False`` trains on the eval
-    transform (no augmentation at all).
-    """
-    cfg = normalise_data_config(data_config)
-    eval_tf = create_transform(**cfg, is_training=False)
-    augment = to_plain_container(train_augment)
-    if augment is False or (isinstance(augment, str) and augment.lower() in ("none", "off", "false")):
-        return eval_tf, eval_tf
-    if augment is None or augment is True:
-        augment = DEFAULT_TRAIN_AUGMENT
-    if not isinstance(augment, Mapping):
-        raise ValueError(
-            f"train_augment must be a mapping of create_transform options or 'none', got {augment!r}"
-        )
-    opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in augment.items()}
-    train_cfg = {k: v for k, v in cfg.items() if k not in ("crop_pct", "crop_mode")}
-    train_tf = create_transform(**train_cfg, is_training=True, **opts)
-    return train_tf, eval_tf
-
-
-def draft_size_for(data_config: Mapping[str, Any]) -> tuple[int, int]:
-    """Smallest decode size that loses nothing: the eval transform resizes to ``size / crop_pct``."""
-    cfg = normalise_data_config(data_config)
-    side = math.ceil(max(cfg["input_size"][1:]) / float(cfg["crop_pct"] or 1.0))
-    return side, side
 
 
 class CatalogueDataModule(L.LightningDataModule):

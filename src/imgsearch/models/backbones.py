@@ -24,6 +24,7 @@ from timm.data import resolve_model_data_config
 from timm.models import group_parameters
 from torch import nn
 
+from imgsearch.data.transforms import PIXEL_SIZE, pixel_data_config, resolve_data_config
 from imgsearch.models.weights import (
     WeightsError,
     apply_state_dict,
@@ -34,7 +35,6 @@ from imgsearch.models.weights import (
 log = logging.getLogger(__name__)
 
 FINETUNE_POLICIES = ("all", "head", "last_n")
-DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
 
 class Backbone(nn.Module):
@@ -101,34 +101,18 @@ class Backbone(nn.Module):
         return self
 
 
-def _with_input_size(config: dict[str, Any], input_size: int | None) -> dict[str, Any]:
-    config = {k: config[k] for k in DATA_CONFIG_KEYS if k in config}
-    if input_size is not None:
-        if input_size <= 0:
-            raise ValueError(f"input_size must be positive, got {input_size}")
-        config["input_size"] = (3, int(input_size), int(input_size))
-    return config
-
-
 class PixelBackbone(Backbone):
     """Raw RGB pixels resized to ``input_size`` and flattened: the input of the linear-SVM baseline."""
 
     def __init__(self, input_size: int | None = None, drop_rate: float = 0.0) -> None:
         super().__init__()
         self.name = "svm"
-        self.size = int(input_size or 32)
+        self.size = int(input_size or PIXEL_SIZE)
         self.num_features = 3 * self.size * self.size
         self.dropout = nn.Dropout(drop_rate)
         # No pretrained cfg exists for raw pixels: scale to [-1, 1] and squash the whole image to the square,
         # as the baseline saw whole product photos.
-        self.data_config = {
-            "input_size": (3, self.size, self.size),
-            "interpolation": "bilinear",
-            "mean": (0.5, 0.5, 0.5),
-            "std": (0.5, 0.5, 0.5),
-            "crop_pct": 1.0,
-            "crop_mode": "squash",
-        }
+        self.data_config = pixel_data_config(self.size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.size, self.size):
@@ -188,7 +172,7 @@ class TimmBackbone(Backbone):
             apply_state_dict(self.model, load_state_dict_file(pretrained_path), source=str(pretrained_path))
         # VGG's pre-logits (fc6/fc7 as convolutions) are wider than num_features: it outputs head_hidden_size.
         self.num_features = int(getattr(self.model, "head_hidden_size", None) or self.model.num_features)
-        self.data_config = _with_input_size(resolve_model_data_config(self.model), input_size)
+        self.data_config = resolve_data_config(resolve_model_data_config(self.model), input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -237,7 +221,7 @@ class AlexNetBackbone(Backbone):
         # The preprocessing is torchvision's, read from its weights metadata rather than copied here.
         preset = weights.transforms()
         crop, resize = int(preset.crop_size[0]), int(preset.resize_size[0])
-        self.data_config = _with_input_size(
+        self.data_config = resolve_data_config(
             {
                 "input_size": (3, crop, crop),
                 "interpolation": preset.interpolation.value,
@@ -324,7 +308,7 @@ def svm(
     *, pretrained: bool = False, pretrained_path: str | None = None, drop_rate: float = 0.0,
     input_size: int | None = None,
 ) -> Backbone:  # fmt: skip
-    """Raw pixels (default 32x32) for the linear SVM baseline: it has no weights to pretrain."""
+    """Raw pixels (default PIXEL_SIZE squared) for the linear SVM baseline: it has no weights to pretrain."""
     if pretrained or pretrained_path is not None:
         raise ValueError("backbone 'svm' is raw pixels and has no pretrained weights; set pretrained=false")
     return PixelBackbone(input_size=input_size, drop_rate=drop_rate)

@@ -21,7 +21,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from imgsearch.models.backbones import DATA_CONFIG_KEYS, create_backbone
+from imgsearch.data.transforms import check_data_config
+from imgsearch.models.backbones import create_backbone
 from imgsearch.models.plots import confusion_matrix_figure, save_figure
 
 log = logging.getLogger(__name__)
@@ -127,9 +128,7 @@ class ImageClassifier(L.LightningModule):
             **backbone_kwargs,
         )
         resolved = data_config if data_config is not None else self.backbone.data_config
-        missing = [k for k in DATA_CONFIG_KEYS if k not in resolved]
-        if missing:
-            raise ValueError(f"data_config lacks {missing}")
+        check_data_config(resolved)
         self.hparams["data_config"] = to_plain(dict(resolved), where="data_config")
 
         self.head = nn.Linear(self.backbone.num_features, num_classes)

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from timm.data import create_transform
 from torch.utils.data import DataLoader
 
-from imgsearch.data.datamodule import default_num_workers, draft_size_for, normalise_data_config
+from imgsearch.data.datamodule import default_num_workers
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
+from imgsearch.data.transforms import PIXEL_SIZE, draft_size_for, eval_transform, pixel_transform
 
 try:  # private in Lightning 2.x; without it the spawn guard is skipped, nothing else changes
     from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
@@ -63,18 +63,6 @@ class Embeddings:
 
     def __len__(self) -> int:
         return len(self.rows)
-
-
-def pixel_transform(size: int = 32) -> Any:
-    """Whole image resized (no crop) to ``size`` x ``size``, RGB in [0, 1]: the raw-pixel baseline."""
-    return create_transform(
-        input_size=(3, size, size), crop_pct=1.0, interpolation="bilinear", mean=(0.0,) * 3, std=(1.0,) * 3
-    )
-
-
-def model_transform(data_config: Mapping[str, Any]) -> Any:
-    """The model's evaluation preprocessing: timm ``create_transform(**data_config, is_training=False)``."""
-    return create_transform(**normalise_data_config(data_config), is_training=False)
 
 
 class _Embedder(L.LightningModule):
@@ -153,7 +141,7 @@ def embed_catalogue(
     batch_size: int = 64,
     num_workers: int | None = None,
     trainer_kwargs: Mapping[str, Any] | None = None,
-    pixel_size: int = 32,
+    pixel_size: int = PIXEL_SIZE,
     draft: bool = True,
 ) -> Embeddings:
     """Embed every row of ``df`` (a catalogue table) with ``Trainer.predict``.
@@ -191,7 +179,7 @@ def embed_catalogue(
         transform, draft_size, wrapped = pixel_transform(pixel_size), (pixel_size, pixel_size), None
     else:
         transform, draft_size, wrapped = (
-            model_transform(module.data_config),
+            eval_transform(module.data_config),
             draft_size_for(module.data_config),
             module,
         )

@@ -29,6 +29,7 @@ import pandas as pd
 
 import imgsearch
 from imgsearch.data.schema import catalogue_hash, read_catalogue, write_catalogue
+from imgsearch.data.transforms import data_config_diff
 from imgsearch.utils.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -334,14 +335,12 @@ def check_compatible(manifest: Mapping[str, Any], module: Any | None, kind: str 
     want_cfg = model.get("data_config")
     got_cfg = getattr(module, "data_config", None)
     if want_cfg is not None and got_cfg is not None:
-        got_cfg = _json_normalise(dict(got_cfg))
-        diff = {
-            k: (want_cfg.get(k), got_cfg.get(k))
-            for k in sorted(set(want_cfg) | set(got_cfg))
-            if want_cfg.get(k) != got_cfg.get(k)
-        }
+        diff = data_config_diff(want_cfg, got_cfg)
         if diff:
-            detail = "; ".join(f"{k}: index {a!r} vs model {b!r}" for k, (a, b) in diff.items())
+            detail = "; ".join(
+                f"{k}: index {_json_normalise(a)!r} vs model {_json_normalise(b)!r}"
+                for k, (a, b) in diff.items()
+            )
             raise IndexCompatibilityError(f"preprocessing mismatch between index and model: {detail}")
     if kind == "probs":
         want_classes = model.get("class_names")

@@ -24,7 +24,8 @@ from PIL import Image
 
 from imgsearch.data.images import to_rgb
 from imgsearch.data.schema import optional_price
-from imgsearch.retrieval.embed import PIXELS, model_transform, pixel_transform
+from imgsearch.data.transforms import PIXEL_SIZE, eval_transform, pixel_transform
+from imgsearch.retrieval.embed import PIXELS
 from imgsearch.retrieval.index import (
     IndexCompatibilityError,
     check_compatible,
@@ -99,10 +100,10 @@ class Searcher:
         self.device = torch.device(device)
         self.module = module.to(self.device).eval() if module is not None else None
         if self.kind == PIXELS:
-            self.transform = pixel_transform(int(emb.get("pixel_size") or 32))
+            self.transform = pixel_transform(int(emb.get("pixel_size") or PIXEL_SIZE))
         else:
-            self.transform = model_transform(module.data_config)
-        self.class_transform = model_transform(module.data_config) if module is not None else None
+            self.transform = eval_transform(module.data_config)
+        self.class_transform = eval_transform(module.data_config) if module is not None else None
         self._labels = self.items["label"].astype(str).to_numpy(dtype=object)
         self._by_label: dict[str, np.ndarray] = {}
 
