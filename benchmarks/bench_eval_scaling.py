@@ -1,7 +1,7 @@
 """Evaluation scaling: time and peak memory of mAP@1/5/10 as the query set and the gallery grow.
 
 What is timed is the project's own evaluation core,
-:func:`imgsearch.retrieval.evaluate.search_relevance` (build the FAISS index, batched top-k search,
+:func:`imgsearch.retrieval.scoring.search_relevance` (build the FAISS index, batched top-k search,
 relevance, per-query metrics), on clustered synthetic embeddings (:mod:`benchmarks.synthetic`) with
 category labels, relevance = same label, queries not in the gallery. Peak memory is the resident-set
 peak of the call above its starting RSS (inputs already in memory), compared with what the index
@@ -63,7 +63,7 @@ def measure(
     batch_size: int,
     map_r_cap: int,
 ) -> dict[str, Any]:
-    from imgsearch.retrieval.evaluate import search_relevance
+    from imgsearch.retrieval.scoring import search_relevance
 
     gc.collect()
     with peak_memory() as mem:

@@ -15,12 +15,11 @@ echo "==> [1/3] training (experiment=demo) -> $OUT/train"
 rm -rf "$OUT/train"
 "$BIN/imgsearch-train" experiment=demo hydra.run.dir="$OUT/train" "$@"
 
-CKPT=$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best_checkpoint"])' "$OUT/train/metrics.json")
 echo "==> [2/3] indexing the catalogue -> $OUT/index"
-"$BIN/imgsearch-index" checkpoint="$CKPT" output_dir="$OUT/index" hydra.run.dir="$OUT/index_run"
+"$BIN/imgsearch-index" checkpoint=best run="$OUT/train" output_dir="$OUT/index" hydra.run.dir="$OUT/index_run"
 
 echo "==> [3/3] evaluating retrieval -> $OUT/eval"
-"$BIN/imgsearch-eval" checkpoint="$CKPT" output_dir="$OUT/eval" hydra.run.dir="$OUT/eval_run"
+"$BIN/imgsearch-eval" checkpoint=best run="$OUT/train" output_dir="$OUT/eval" hydra.run.dir="$OUT/eval_run"
 
 echo
 cat "$OUT/eval/retrieval.md"

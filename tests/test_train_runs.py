@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from imgsearch.cli.train import train
-from imgsearch.utils.logging import wandb_offline
+from imgsearch.utils.tracking import wandb_offline
 from train_helpers import (
     compose_train,
     read_metrics,

@@ -107,8 +107,8 @@ def index_dir(trained_run) -> Path:
         "index",
         [
             f"checkpoint={trained_run / 'checkpoints' / 'best.ckpt'}",
-            "num_workers=0",
-            "trainer.accelerator=cpu",
+            "embed.num_workers=0",
+            "embed.trainer.accelerator=cpu",
             f"hydra.run.dir={trained_run / 'hydra'}",
         ],
     )

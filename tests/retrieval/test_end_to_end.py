@@ -57,7 +57,9 @@ def test_trained_checkpoint_beats_raw_pixels_at_product_level(tmp_path, one_thre
     ckpt = record["last_checkpoint"] or record["best_checkpoint"]
     assert ckpt
 
-    index_cfg = compose("index", [f"checkpoint='{ckpt}'", "num_workers=0", "trainer.accelerator=cpu"])
+    index_cfg = compose(
+        "index", [f"checkpoint='{ckpt}'", "embed.num_workers=0", "embed.trainer.accelerator=cpu"]
+    )
     index_dir = build_index(index_cfg)
     index, items, manifest = load_index_dir(index_dir)
     assert manifest["model"]["backbone"] == "efficientnet_lite0"
@@ -71,8 +73,8 @@ def test_trained_checkpoint_beats_raw_pixels_at_product_level(tmp_path, one_thre
             "compare.embedding=[features,pixels]",
             "compare.metric=[]",
             "compare.classify_first=[]",
-            "num_workers=0",
-            "trainer.accelerator=cpu",
+            "embed.num_workers=0",
+            "embed.trainer.accelerator=cpu",
             "samples=3",
         ],
     )

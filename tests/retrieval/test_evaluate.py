@@ -9,17 +9,9 @@ import pytest
 from PIL import Image
 
 from imgsearch.retrieval import metrics as M
-from imgsearch.retrieval.evaluate import (
-    Setting,
-    _drop_self,
-    evaluate_retrieval,
-    log_report,
-    markdown_report,
-    search_relevance,
-    select_protocol,
-    vary,
-    write_report,
-)
+from imgsearch.retrieval.evaluate import Setting, evaluate_retrieval, vary
+from imgsearch.retrieval.report import log_report, markdown_report, write_report
+from imgsearch.retrieval.scoring import _drop_self, search_relevance, select_protocol
 
 CPU = {"accelerator": "cpu", "enable_progress_bar": False}
 

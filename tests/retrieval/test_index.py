@@ -221,3 +221,22 @@ def test_manifest_guard():
         I.check_compatible(manifest, _model(), "probs")
     with pytest.raises(I.IndexCompatibilityError, match="needs a model"):
         I.check_compatible(manifest, None, "features")
+
+
+def test_search_within_groups_equals_brute_force_per_group():
+    # classify-then-search (eval and Searcher share this one function): each query sees only its group
+    rng = np.random.default_rng(3)
+    gallery = rng.standard_normal((60, 8)).astype(np.float32)
+    queries = rng.standard_normal((9, 8)).astype(np.float32)
+    g_groups = np.array(["a", "b", "c"] * 20, dtype=object)
+    q_groups = np.array(["a", "b", "c", "a", "b", "c", "a", "zzz", "b"], dtype=object)
+    index = I.build_index(gallery, factory="Flat", metric="ip", normalize=False)
+    scores, ids = I.search_within_groups(index, queries, 5, q_groups, I.group_members(g_groups), batch_size=2)
+    for i, grp in enumerate(q_groups):
+        members = np.flatnonzero(g_groups == grp)
+        if len(members) == 0:
+            assert (ids[i] == -1).all()
+            continue
+        want = members[np.argsort(-(gallery[members] @ queries[i]), kind="stable")[:5]]
+        assert ids[i].tolist() == want.tolist()
+        np.testing.assert_allclose(scores[i], gallery[want] @ queries[i], rtol=1e-5)

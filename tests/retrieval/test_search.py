@@ -125,9 +125,9 @@ def test_eval_entry_point_writes_report(trained_run, tmp_path):
         [
             f"checkpoint={trained_run / 'checkpoints' / 'best.ckpt'}",
             f"output_dir={tmp_path / 'report'}",
-            "num_workers=0",
-            "trainer.accelerator=cpu",
-            "pixel_size=8",
+            "embed.num_workers=0",
+            "embed.trainer.accelerator=cpu",
+            "embed.pixel_size=8",
             "samples=2",
             "logger=csv",
             f"paths.output_dir={tmp_path / 'hydra'}",
@@ -150,13 +150,19 @@ def test_index_cli_runs_and_refuses_a_missing_checkpoint(trained_run, tmp_path):
     """The real ``imgsearch-index`` command line (Hydra main); a missing checkpoint is a clear error."""
     ckpt = trained_run / "checkpoints" / "best.ckpt"
     out = tmp_path / "idx"
-    base = [sys.executable, "-m", "imgsearch.cli.index", f"hydra.run.dir={tmp_path / 'h'}", "num_workers=0"]
+    base = [
+        sys.executable,
+        "-m",
+        "imgsearch.cli.index",
+        f"hydra.run.dir={tmp_path / 'h'}",
+        "embed.num_workers=0",
+    ]
     proc = subprocess.run(
         [
             *base,
             f"checkpoint={ckpt}",
             f"output_dir={out}",
-            "trainer.accelerator=cpu",
+            "embed.trainer.accelerator=cpu",
             "factory=HNSW32",
             "metric=l2",
         ],

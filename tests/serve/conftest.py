@@ -226,9 +226,9 @@ def demo_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     overrides = [
         f"checkpoint={ckpt}",
         f"output_dir={root / 'index'}",
-        "num_workers=0",
-        "batch_size=16",
-        "trainer.accelerator=cpu",
+        "embed.num_workers=0",
+        "embed.batch_size=16",
+        "embed.trainer.accelerator=cpu",
         f"hydra.run.dir={root / 'hydra'}",
     ]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

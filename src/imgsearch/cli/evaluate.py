@@ -1,6 +1,6 @@
 """``imgsearch-eval``: retrieval report of a checkpoint on a catalogue (``conf/eval.yaml``).
 
-    imgsearch-eval checkpoint=outputs/demo/runs/<run>/checkpoints/best.ckpt
+    imgsearch-eval checkpoint=best                     # best checkpoint of the newest training run
     imgsearch-eval checkpoint=... relevance=[product] compare.embedding=[features,pixels] logger=wandb
 
 Writes ``retrieval.json``, ``retrieval.md`` and ``retrieval_grid_<relevance>.png`` (into the checkpoint's
@@ -10,14 +10,12 @@ run directory unless ``output_dir`` says otherwise) and prints the main table.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from imgsearch.cli.index import resolve_inputs
+from imgsearch.cli.inputs import embed_kwargs, output_dir, resolve_inputs
 from imgsearch.utils.config import config_dir
 
 log = logging.getLogger(__name__)
@@ -27,37 +25,17 @@ def _list(value: Any) -> list[Any] | None:
     return None if value is None else list(value)
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    """The main figures and compared options as a rich table on the console."""
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
-    ks = summary["main"]["ks"]
-    cols = [*(f"mAP@{k}" for k in ks), f"mAP@{max(ks)}_norm", "MAP@R", *(f"recall@{k}" for k in ks)]
-    table = Table(title="retrieval")
-    for name in ["setting", "relevance", *cols]:
-        table.add_column(name, justify="left" if name in ("setting", "relevance") else "right")
-    for rel, m in summary["relevance"].items():
-        table.add_row("main", rel, *(f"{m[c]:.4f}" for c in cols))
-    for opt, values in summary.get("compare", {}).items():
-        for value, by_rel in values.items():
-            for rel, m in by_rel.items():
-                table.add_row(f"{opt}={value}", rel, *(f"{m[c]:.4f}" for c in cols))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)  # a log file gets every column
-
-
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Evaluate, write the report, log it; returns the summary (``None`` on non-zero DDP ranks)."""
     ckpt, catalogue_path, run_dir = resolve_inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
-    from imgsearch.cli.train import instantiate_loggers
     from imgsearch.data.schema import read_catalogue
     from imgsearch.models.checkpoint import checkpoint_sha256, load_classifier
-    from imgsearch.retrieval.evaluate import Setting, evaluate_retrieval, log_report, write_report
-    from imgsearch.utils.logging import finish_wandb
+    from imgsearch.retrieval.evaluate import Setting, evaluate_retrieval
+    from imgsearch.retrieval.report import log_report, print_summary, write_report
+    from imgsearch.utils.instantiators import instantiate_loggers
+    from imgsearch.utils.tracking import tracking
 
     catalogue = read_catalogue(catalogue_path)
     module = load_classifier(ckpt, map_location="cpu") if ckpt is not None else None
@@ -83,11 +61,8 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         query_views=list(cfg.query_views),
         product_gallery_splits=_list(cfg.get("product_gallery_splits")),
         map_r_cap=int(cfg.map_r_cap),
-        pixel_size=int(cfg.pixel_size),
-        batch_size=int(cfg.batch_size),
-        num_workers=cfg.get("num_workers"),
-        trainer_kwargs=OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True),
         search_batch_size=int(cfg.search_batch_size),
+        **embed_kwargs(cfg),
     )
     if rank_zero_only.rank != 0:
         return None
@@ -97,13 +72,9 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         "backbone": module.hparams.get("backbone") if module is not None else None,
     }
     report.summary["catalogue"] = str(catalogue_path)
-    out = Path(to_absolute_path(str(cfg.output_dir))) if cfg.get("output_dir") else run_dir
-    files = write_report(report, out, samples=int(cfg.samples))
-    loggers = instantiate_loggers(cfg)
-    try:
+    files = write_report(report, output_dir(cfg, run_dir), samples=int(cfg.samples))
+    with tracking(instantiate_loggers(cfg)) as loggers:
         log_report(report, loggers)
-    finally:
-        finish_wandb(loggers)
     print_summary(report.summary)
     print("report: " + ", ".join(str(p) for p in files.values()))
     return report.summary

@@ -1,6 +1,7 @@
 """``imgsearch-index``: embed a catalogue with a trained checkpoint and write a FAISS index directory.
 
-    imgsearch-index checkpoint=outputs/demo/runs/<run>/checkpoints/best.ckpt
+    imgsearch-index checkpoint=best                         # best checkpoint of the newest training run
+    imgsearch-index checkpoint=outputs/demo/train           # a run directory: its best checkpoint
     imgsearch-index checkpoint=... factory=HNSW32 metric=l2 output_dir=/data/shop/index
 
 Configured by ``conf/index.yaml``; the work is done by :mod:`imgsearch.retrieval`.
@@ -10,37 +11,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import hydra
-from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from imgsearch.cli.inputs import embed_kwargs, output_dir, resolve_inputs
 from imgsearch.utils.config import config_dir
 
 log = logging.getLogger(__name__)
-
-
-def run_dir_of(checkpoint: str | Path) -> Path:
-    """The training run directory of a checkpoint (``<run>/checkpoints/best.ckpt`` -> ``<run>``)."""
-    path = Path(checkpoint).resolve()
-    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
-
-
-def resolve_inputs(cfg: DictConfig) -> tuple[Path | None, Path, Path]:
-    """``(checkpoint, catalogue, run_dir)`` from the config, relative paths taken from the caller's cwd."""
-    checkpoint = cfg.get("checkpoint")
-    ckpt = Path(to_absolute_path(str(checkpoint))) if checkpoint else None
-    if ckpt is not None and not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-    if cfg.get("catalogue"):
-        catalogue = Path(to_absolute_path(str(cfg.catalogue)))
-    elif ckpt is not None:
-        catalogue = run_dir_of(ckpt) / "catalogue.csv"
-    else:
-        raise ValueError("without a checkpoint, say which catalogue to use: catalogue=path/to/catalogue.csv")
-    run_dir = run_dir_of(ckpt) if ckpt is not None else catalogue.parent
-    return ckpt, catalogue, run_dir
 
 
 def build(cfg: DictConfig) -> Path | None:
@@ -66,16 +44,8 @@ def build(cfg: DictConfig) -> Path | None:
             + (f" in splits {splits}" if cfg.get("splits") else "")
         )
     module = load_classifier(ckpt, map_location="cpu") if ckpt is not None else None
-    trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True)  # type: ignore[assignment]
-    emb = embed_catalogue(
-        None if kind == PIXELS else module,
-        table,
-        kind=kind,
-        batch_size=int(cfg.batch_size),
-        num_workers=cfg.get("num_workers"),
-        trainer_kwargs=trainer_kwargs,
-        pixel_size=int(cfg.get("pixel_size", 32)),
-    )
+    options = embed_kwargs(cfg)
+    emb = embed_catalogue(None if kind == PIXELS else module, table, kind=kind, **options)
     if rank_zero_only.rank != 0:
         return None
     if len(emb) == 0:
@@ -105,9 +75,9 @@ def build(cfg: DictConfig) -> Path | None:
         catalogue_sha256=catalogue_hash(table),
         catalogue_rows=len(table),
         skipped=emb.skipped,
-        pixel_size=int(cfg.get("pixel_size", 32)) if kind == PIXELS else None,
+        pixel_size=int(options["pixel_size"]) if kind == PIXELS else None,
     )
-    out = Path(to_absolute_path(str(cfg.output_dir))) if cfg.get("output_dir") else run_dir / "index"
+    out = output_dir(cfg, run_dir / "index")
     save_index_dir(out, index, items, manifest)
     log.info(
         "index %s: %d items, %s %d-d, %s/%s%s, %d images skipped",

@@ -4,7 +4,7 @@
     imgsearch-train data=farfetch experiment=farfetch_resnet50 trainer=gpu logger=wandb
     imgsearch-train -m model=svm,efficientnet_lite0    # a sweep: one output directory per job
     imgsearch-train hparams_search=optuna              # Optuna search maximising ${optimized_metric}
-    imgsearch-train ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt   # resume that run
+    imgsearch-train checkpoint=last run=outputs/train/runs/<run>   # resume that run (ckpt_path= is an alias)
 
 A run's directory holds the resolved config (``.hydra/``), ``catalogue.csv`` + ``skipped.json``,
 logs, ``checkpoints/`` (best by ``val/acc`` and ``last.ckpt``) and ``metrics.json``.
@@ -24,47 +24,19 @@ from typing import Any
 import hydra
 import lightning as L
 import pandas as pd
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from imgsearch.cli.inputs import CATALOGUE_FILE, resume_checkpoint
 from imgsearch.data.datamodule import CatalogueDataModule, class_names_of
 from imgsearch.data.schema import catalogue_hash, read_catalogue
 from imgsearch.utils.config import config_dir
-from imgsearch.utils.logging import finish_wandb, log_hyperparameters
+from imgsearch.utils.instantiators import instantiate_callbacks, instantiate_loggers
 from imgsearch.utils.summary import render_summary, scalar_metrics, write_metrics
+from imgsearch.utils.tracking import log_hyperparameters, tracking
 
 log = logging.getLogger(__name__)
-
-CATALOGUE_FILE = "catalogue.csv"
-
-
-def _instantiate_group(node: DictConfig | None, kind: str) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a callbacks/logger group (``null`` entries are off)."""
-    if not node:
-        return []
-    if not isinstance(node, DictConfig):
-        raise TypeError(
-            f"{kind} config must be a mapping of name -> {{_target_: ...}}, got {type(node).__name__}"
-        )
-    objects = []
-    for name, sub in node.items():
-        if sub is None:
-            continue
-        if not isinstance(sub, DictConfig) or "_target_" not in sub:
-            raise ValueError(f"{kind}.{name} has no _target_; every entry must name the class to build")
-        log.info("instantiating %s.%s <%s>", kind, name, sub._target_)
-        objects.append(hydra.utils.instantiate(sub))
-    return objects
-
-
-def instantiate_callbacks(cfg: DictConfig) -> list[Callback]:
-    return _instantiate_group(cfg.get("callbacks"), "callbacks")
-
-
-def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
-    return _instantiate_group(cfg.get("logger"), "logger")
 
 
 def _launched_externally() -> bool:
@@ -126,6 +98,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ``optimized_metric`` (name and value, the value a sweeper maximises).
     """
     _check_multirun_ddp(cfg)
+    resume = resume_checkpoint(cfg)  # a wrong path or run fails before any data is read
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +123,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not loggers:
         # LearningRateMonitor refuses to run without a logger; nothing to monitor into anyway
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    try:
+    with tracking(loggers):
         log.info("instantiating trainer <%s>", cfg.trainer._target_)
         trainer: L.Trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False
@@ -166,9 +139,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "run_dir": str(run_dir),
             },
         )
-        return _fit_and_test(cfg, trainer, model, datamodule, run_dir)
-    finally:
-        finish_wandb(loggers)
+        return _fit_and_test(cfg, trainer, model, datamodule, run_dir, resume)
 
 
 def _fit_and_test(
@@ -177,11 +148,12 @@ def _fit_and_test(
     model: L.LightningModule,
     datamodule: CatalogueDataModule,
     run_dir: Path,
+    resume: Path | None,
 ) -> dict[str, Any]:
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        log.info("fitting%s", f" (resuming from {cfg.ckpt_path})" if cfg.get("ckpt_path") else "")
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        log.info("fitting%s", f" (resuming from {resume})" if resume else "")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         metrics.update(scalar_metrics(trainer.callback_metrics))
     best_path, best_score, monitor = _best_checkpoint(trainer)
     if monitor and best_score is not None:
@@ -193,7 +165,7 @@ def _fit_and_test(
             if test_ckpt is None:
                 log.warning("no best checkpoint was saved (no ModelCheckpoint?); testing the final weights")
         else:
-            test_ckpt = cfg.get("ckpt_path")
+            test_ckpt = resume
         log.info("testing %s", test_ckpt or "the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt)
         metrics.update(

@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from timm.optim import create_optimizer_v2
 from torch import nn
@@ -24,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from imgsearch.data.transforms import check_data_config
 from imgsearch.models.backbones import create_backbone
 from imgsearch.models.plots import confusion_matrix_figure, save_figure
+from imgsearch.utils.tracking import is_wandb
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class ImageClassifier(L.LightningModule):
         self.confusion_matrix_path = save_figure(fig, out_dir / "confusion_matrix.png")
         log.info("confusion matrix written to %s", self.confusion_matrix_path)
         for logger in self.loggers:
-            if isinstance(logger, WandbLogger):
+            if is_wandb(logger):
                 logger.log_image(key="test/confusion_matrix", images=[str(self.confusion_matrix_path)])
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_figure("test/confusion_matrix", fig, global_step=self.global_step)

@@ -19,7 +19,7 @@ import datetime as _dt
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +183,48 @@ def search_batched(
         else:
             d, i = index.search(q[start:stop], k, params=params)
         scores[start:stop], ids[start:stop] = d, i
+    return scores, ids
+
+
+def group_members(gallery_groups: Sequence[Any] | np.ndarray) -> Callable[[Any], np.ndarray]:
+    """``value -> index positions whose group is value``, computed once per value."""
+    groups = np.asarray(gallery_groups, dtype=object)
+    cache: dict[Any, np.ndarray] = {}
+
+    def members(value: Any) -> np.ndarray:
+        if value not in cache:
+            cache[value] = np.flatnonzero(groups == value)
+        return cache[value]
+
+    return members
+
+
+def search_within_groups(
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    query_groups: Sequence[Any] | np.ndarray,
+    members: Callable[[Any], np.ndarray],
+    *,
+    batch_size: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classify-then-search: query ``i`` only searches the index positions ``members(query_groups[i])``
+    (its predicted category), through a FAISS ``IDSelectorBatch`` inside the search, so each query still
+    gets up to ``k`` results of its group. A group with no member gives a row of ``-1`` ids.
+
+    Returns ``(scores, ids)`` as :func:`search_batched` does, rows in the order of ``queries``.
+    """
+    q = _as_float32(queries)
+    groups = np.asarray(query_groups, dtype=object)
+    scores = np.full((len(q), k), np.nan, dtype=np.float32)
+    ids = np.full((len(q), k), -1, dtype=np.int64)
+    for value in pd.unique(groups):
+        rows = np.flatnonzero(groups == value)
+        allowed = members(value)
+        if len(allowed) == 0:
+            continue
+        params = search_params(index, ids=allowed)
+        scores[rows], ids[rows] = search_batched(index, q[rows], k, batch_size=batch_size, params=params)
     return scores, ids
 
 

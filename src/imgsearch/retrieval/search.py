@@ -29,10 +29,11 @@ from imgsearch.retrieval.embed import PIXELS
 from imgsearch.retrieval.index import (
     IndexCompatibilityError,
     check_compatible,
+    group_members,
     load_index_dir,
     prepare_vectors,
     search_batched,
-    search_params,
+    search_within_groups,
 )
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,7 @@ class Searcher:
         else:
             self.transform = eval_transform(module.data_config)
         self.class_transform = eval_transform(module.data_config) if module is not None else None
-        self._labels = self.items["label"].astype(str).to_numpy(dtype=object)
-        self._by_label: dict[str, np.ndarray] = {}
+        self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object))
 
     @classmethod
     def from_index_dir(
@@ -173,11 +173,6 @@ class Searcher:
         out_probs = None if probs is None else probs.float().cpu().numpy()
         return prepare_vectors(vectors.float().cpu().numpy(), normalize=self.normalize), out_probs
 
-    def _ids_of(self, label: str) -> np.ndarray:
-        if label not in self._by_label:
-            self._by_label[label] = np.flatnonzero(self._labels == label)
-        return self._by_label[label]
-
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         hits = []
         for score, i in zip(scores, ids, strict=True):
@@ -225,18 +220,10 @@ class Searcher:
             categories = [names[int(b)] for b in best]
             confidence = [float(probs[i, b]) for i, b in enumerate(best)]
         k_eff = min(k, self.index.ntotal)
-        results = []
         if restrict_to_predicted:
-            for i, cat in enumerate(categories):
-                allowed = self._ids_of(cat)
-                if len(allowed) == 0:
-                    results.append(SearchResult(cat, confidence[i], []))
-                    continue
-                params = search_params(self.index, ids=allowed)
-                s, ids = search_batched(self.index, vectors[i : i + 1], k_eff, params=params)
-                results.append(SearchResult(cat, confidence[i], self._hits(s[0], ids[0])))
-            return results
-        s, ids = search_batched(self.index, vectors, k_eff)
+            s, ids = search_within_groups(self.index, vectors, k_eff, categories, self._members_of_label)
+        else:
+            s, ids = search_batched(self.index, vectors, k_eff)
         return [
             SearchResult(categories[i], confidence[i], self._hits(s[i], ids[i])) for i in range(len(images))
         ]

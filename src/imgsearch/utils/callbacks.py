@@ -8,6 +8,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from imgsearch.utils.tracking import is_wandb
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +45,7 @@ class LogSamplePredictions(L.Callback):
     ) -> None:
         if batch_idx != 0 or batch is None or self.num_samples <= 0 or not trainer.is_global_zero:
             return
-        wandb_loggers = [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
+        wandb_loggers = [lg for lg in trainer.loggers if is_wandb(lg)]
         if not wandb_loggers:
             return
         try:

@@ -6,13 +6,14 @@ Importing this module registers the ``${imgsearch.wandb_offline:}`` resolver use
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,14 @@ def log_hyperparameters(loggers: Iterable[Logger], cfg: DictConfig, extra: Mappi
         lg.log_hyperparams(hparams)
 
 
+def is_wandb(logger: Any) -> bool:
+    """Whether ``logger`` writes to W&B (the one place that asks)."""
+    return isinstance(logger, WandbLogger)
+
+
 def finish_wandb(loggers: Iterable[Logger]) -> None:
     """Close the W&B run, if one is open, so the next job of a multirun starts its own."""
-    uses_wandb = any(type(lg).__name__ == "WandbLogger" for lg in loggers)
+    uses_wandb = any(is_wandb(lg) for lg in loggers)
     if not uses_wandb and "wandb" not in sys.modules:
         return
     try:
@@ -71,3 +77,14 @@ def finish_wandb(loggers: Iterable[Logger]) -> None:
             wandb.finish()
     except Exception as exc:  # shutting down must never hide the run's real outcome
         log.warning("wandb.finish() failed: %s", exc)
+
+
+@contextlib.contextmanager
+def tracking(loggers: Iterable[Logger]) -> Iterator[list[Logger]]:
+    """A command's tracked section (lightning-hydra-template's ``task_wrapper`` idea): whatever happens
+    inside, the W&B run is closed on the way out, so a failed job of a sweep does not leak into the next."""
+    loggers = list(loggers)
+    try:
+        yield loggers
+    finally:
+        finish_wandb(loggers)
