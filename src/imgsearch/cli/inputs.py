@@ -23,10 +23,11 @@ from typing import Any
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from imgsearch.utils.summary import METRICS_FILE
+
 log = logging.getLogger(__name__)
 
 CHOICES = ("best", "last")
-METRICS_FILE = "metrics.json"
 CATALOGUE_FILE = "catalogue.csv"
 
 

@@ -25,7 +25,6 @@ import hashlib
 import io
 import logging
 import os
-from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -266,11 +265,6 @@ def verify_images(df: pd.DataFrame, *, workers: int | None = None) -> tuple[pd.D
     out.attrs = dict(df.attrs)
     report.log()
     return out, report
-
-
-def count_reasons(errors: Iterable[ImageDecodeError]) -> dict[str, int]:
-    """Counts per reason of a batch of decode errors (for loaders that skip on the fly)."""
-    return dict(Counter(e.reason for e in errors))
 
 
 #: Extensions (lower case) that "any image extension" means when images are looked up by name stem.

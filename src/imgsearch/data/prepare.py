@@ -26,7 +26,6 @@ import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -287,17 +286,3 @@ def prepare_catalogue(
         counts["duplicate"],
     )
     return out
-
-
-def describe_catalogue(df: pd.DataFrame) -> dict[str, Any]:
-    """Rows per split and per (label, split): the summary the entry points print."""
-    per_class = df.pivot_table(
-        index="label", columns="split", values="item_id", aggfunc="count", fill_value=0
-    )
-    return {
-        "rows": len(df),
-        "products": int(df["product_id"].nunique()),
-        "classes": int(df["label"].nunique()),
-        "splits": df["split"].value_counts().to_dict(),
-        "per_class": {k: {s: int(v) for s, v in row.items()} for k, row in per_class.iterrows()},
-    }

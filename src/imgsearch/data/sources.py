@@ -26,35 +26,9 @@ import pandas as pd
 from imgsearch.data.prepare import prepare_catalogue
 from imgsearch.data.schema import SPLITS, validate_catalogue, write_catalogue
 from imgsearch.utils.config import to_plain_container
+from imgsearch.utils.summary import log_summary
 
 log = logging.getLogger(__name__)
-
-
-def summary_table(df: pd.DataFrame, title: str = "catalogue") -> Any:
-    """A rich table: images per class and split, with totals."""
-    from rich.table import Table
-
-    table = Table(title=f"{title}: {len(df)} images, {df['product_id'].nunique()} products")
-    table.add_column("label")
-    splits = [s for s in SPLITS if (df["split"] == s).any()] or ["(unsplit)"]
-    for s in splits:
-        table.add_column(s, justify="right")
-    table.add_column("total", justify="right")
-    key = df["split"].where(df["split"] != "", "(unsplit)")
-    counts = pd.crosstab(df["label"], key)
-    for label, row in counts.iterrows():
-        table.add_row(str(label), *(str(int(row.get(s, 0))) for s in splits), str(int(row.sum())))
-    table.add_row("[b]total[/b]", *(str(int((key == s).sum())) for s in splits), str(len(df)))
-    return table
-
-
-def log_summary(df: pd.DataFrame, title: str = "catalogue") -> None:
-    """Print the class x split table to the terminal (rich) and one line to the log."""
-    from rich.console import Console
-
-    Console(stderr=True).print(summary_table(df, title))
-    per_split = ", ".join(f"{s} {int((df['split'] == s).sum())}" for s in SPLITS)
-    log.info("%s: %d images, %d classes (%s)", title, len(df), df["label"].nunique(), per_split)
 
 
 def build_catalogue(

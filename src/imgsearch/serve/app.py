@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+import imgsearch
 from imgsearch.data.schema import optional_price
 from imgsearch.serve.upload import (
     MULTIPART_OVERHEAD_BYTES,
@@ -157,7 +158,7 @@ def create_app(
         title="imgsearch",
         summary="Search a product catalogue by photo.",
         description="Upload a product photo; get its predicted category and the most similar products.",
-        version="0.1.0",
+        version=imgsearch.__version__,
     )
     app.add_middleware(
         BodySizeLimit,

@@ -1,11 +1,13 @@
 """Where the Hydra configs live.
 
-The configs are the top-level ``conf/`` folder of the repository. ``IMGSEARCH_CONFIG_DIR``
-overrides it (e.g. for an installed wheel with a copied ``conf/``).
+In a checkout (an editable install) the configs are the repository's top-level ``conf/`` folder. A wheel ships
+the same files as the package ``imgsearch.conf`` (pyproject's package-dir), found when no checkout is around.
+``IMGSEARCH_CONFIG_DIR`` overrides both (a shop's own copy of the configs).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,28 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
+def _packaged_conf() -> Path | None:
+    try:
+        spec = importlib.util.find_spec("imgsearch.conf")
+    except ModuleNotFoundError:
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(locations[0]) if locations else None
+
+
+def in_checkout() -> bool:
+    """Whether the configs come from a repository checkout (rather than an installed wheel)."""
+    return not os.environ.get("IMGSEARCH_CONFIG_DIR") and (REPO_ROOT / "conf" / "train.yaml").is_file()
+
+
 def config_dir() -> str:
     env = os.environ.get("IMGSEARCH_CONFIG_DIR")
-    path = Path(env) if env else REPO_ROOT / "conf"
+    if env:
+        path = Path(env)
+    elif in_checkout():
+        path = REPO_ROOT / "conf"
+    else:
+        path = _packaged_conf() or REPO_ROOT / "conf"
     if not (path / "train.yaml").exists():
         raise FileNotFoundError(
             f"imgsearch configs not found at {path}; "
@@ -34,8 +55,12 @@ def to_plain_container(value: Any) -> Any:
 
 
 def repo_root() -> str:
-    """The folder above ``conf/``: data/ and outputs/ live here unless IMGSEARCH_ROOT says otherwise."""
-    return str(Path(config_dir()).parent)
+    """Where data/ and outputs/ live unless IMGSEARCH_ROOT says otherwise: the checkout's root, or for an
+    installed wheel the working directory (never site-packages)."""
+    if in_checkout():
+        return str(REPO_ROOT)
+    env = os.environ.get("IMGSEARCH_CONFIG_DIR")
+    return str(Path(env).parent) if env else os.getcwd()
 
 
 # Configs say ``${imgsearch.root_dir:}`` so that runs started from any working directory agree on where

@@ -1,18 +1,24 @@
-"""The end of a run: ``metrics.json`` (atomic) and a readable summary table."""
+"""Console summaries: the catalogue table of a run (class x split), and the end of a run (``metrics.json``,
+written atomically, and a readable table)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from imgsearch.data.schema import SPLITS
 from imgsearch.utils.atomic import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 
@@ -74,3 +80,26 @@ def render_summary(
         console.print(f"[bold]optimized metric[/bold] {optimized[0]} = {_fmt(optimized[1])}")
     console.print(f"[bold]best checkpoint[/bold] {best_checkpoint or '(none saved)'}")
     console.print(f"[bold]run directory[/bold]   {run_dir}")
+
+
+def summary_table(df: pd.DataFrame, title: str = "catalogue") -> Any:
+    """A rich table: images per class and split, with totals."""
+    table = Table(title=f"{title}: {len(df)} images, {df['product_id'].nunique()} products")
+    table.add_column("label")
+    splits = [s for s in SPLITS if (df["split"] == s).any()] or ["(unsplit)"]
+    for s in splits:
+        table.add_column(s, justify="right")
+    table.add_column("total", justify="right")
+    key = df["split"].where(df["split"] != "", "(unsplit)")
+    counts = pd.crosstab(df["label"], key)
+    for label, row in counts.iterrows():
+        table.add_row(str(label), *(str(int(row.get(s, 0))) for s in splits), str(int(row.sum())))
+    table.add_row("[b]total[/b]", *(str(int((key == s).sum())) for s in splits), str(len(df)))
+    return table
+
+
+def log_summary(df: pd.DataFrame, title: str = "catalogue") -> None:
+    """Print the class x split table to the terminal (rich) and one line to the log."""
+    Console(stderr=True).print(summary_table(df, title))
+    per_split = ", ".join(f"{s} {int((df['split'] == s).sum())}" for s in SPLITS)
+    log.info("%s: %d images, %d classes (%s)", title, len(df), df["label"].nunique(), per_split)
