@@ -9,7 +9,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev demo test lint format bench clean
+.PHONY: install install-dev demo test test-fast lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ format: $(DEV_STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit loop: everything but the tests marked slow (real training, several processes). `make test` stays
+# the whole suite (what CI runs).
+test-fast: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run.py

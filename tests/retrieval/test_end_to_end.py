@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from imgsearch.retrieval.index import load_index_dir
-
-from .conftest import compose
+from retrieval_fixtures import compose
 
 pytestmark = pytest.mark.slow
 

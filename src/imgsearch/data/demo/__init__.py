@@ -11,10 +11,10 @@ from imgsearch.data.demo.catalogue import (
     MODEL_DIR,
     SUPPORTED_CATEGORIES,
     demo_catalogue,
-    demo_contact_sheet,
     ensure_demo,
     generate_demo,
 )
+from imgsearch.data.demo.sheet import demo_contact_sheet
 
 __all__ = [
     "AMAZON_DIR",

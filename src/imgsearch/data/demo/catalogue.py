@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imgsearch.data.demo.amazon_format import AMAZON_DIR, AMAZON_META, write_amazon
 from imgsearch.data.demo.drawing import DRAWERS, SHOES, draw_look, jpeg_bytes, render_cutout, render_model
 from imgsearch.utils.atomic import atomic_write_json
 
@@ -45,10 +46,8 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MARKER = "DEMO.json"
 FARFETCH_CSV = "current_farfetch_listings.csv"
-AMAZON_META = "meta_Demo.json"
 CUTOUT_DIR = "cutout-img/cutout"
 MODEL_DIR = "model-img/model"
-AMAZON_DIR = "amazon-img"
 #: everything generate_demo writes; a directory holding only these may be replaced by demo_catalogue
 DEMO_ENTRIES = frozenset({MARKER, FARFETCH_CSV, AMAZON_META, "cutout-img", "model-img", AMAZON_DIR})
 
@@ -171,8 +170,6 @@ _LABELS = (
 )
 _DISCOUNTS = (20, 30, 40, 50, 55, 60, 65, 70)
 _PRICE_RANGE = {"jewellery": (150, 3500), "bag": (300, 3500), "coat": (400, 3000), "wallet": (150, 800)}
-_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-_ALNUM_MIXED = _ALNUM + "abcdefghijklmnopqrstuvwxyz"
 
 
 def _normalise_params(
@@ -288,46 +285,6 @@ def _listing(
     }
 
 
-def _asin(rng: np.random.Generator, used: set[str]) -> str:
-    while True:
-        asin = "B0" + "".join(rng.choice(list(_ALNUM), 8))
-        if asin not in used:
-            used.add(asin)
-            return asin
-
-
-def _amazon_record(
-    row: dict[str, Any], category: str, asin: str, related: list[str], rng: np.random.Generator
-) -> dict:
-    """A 2014-style record; like the real files, optional keys are sometimes missing."""
-    title = str(row["shortDescription"]).strip()
-    rec: dict[str, Any] = {"asin": asin}
-    if rng.random() < 0.4:
-        rec["description"] = f"{title[0].upper()}{title[1:]} by {row['brand.name']}. It's a demo product."
-    rec["title"] = f"{row['brand.name']} {title[0].upper()}{title[1:]}"
-    if rng.random() < 0.85:
-        rec["price"] = round(float(row["priceInfo.finalPrice"]) * float(rng.uniform(0.3, 0.6)), 2)
-    rec["salesRank"] = {"Clothing, Shoes & Jewelry": int(rng.integers(1_000, 900_000))}
-    rec["imUrl"] = (
-        "http://ecx.images-amazon.com/images/I/"
-        + "".join(rng.choice(list(_ALNUM_MIXED), 11))
-        + "._SY300_.jpg"
-    )
-    if rng.random() < 0.8:
-        rec["brand"] = row["brand.name"]
-    paths = [[category, str(row["gender"]).capitalize()]]
-    if rng.random() < 0.3:  # the label is the top level of the FIRST path; later paths are noise
-        paths.append(["Clothing, Shoes & Jewelry", str(row["gender"]).capitalize()])
-    rec["categories"] = paths
-    if related and rng.random() < 0.7:
-        rec["related"] = (
-            {"also_viewed": related[:4], "also_bought": related[4:6]}
-            if len(related) > 4
-            else {"also_viewed": related}
-        )
-    return rec
-
-
 def generate_demo(
     root: str | os.PathLike[str],
     *,
@@ -381,7 +338,7 @@ def generate_demo(
     table.to_csv(root / FARFETCH_CSV, index=True, lineterminator="\n")
 
     if amazon:
-        _write_amazon(
+        write_amazon(
             root,
             params["seed"],
             [rows[i] for i in order],
@@ -408,21 +365,6 @@ def generate_demo(
         root,
     )
     return root
-
-
-def _write_amazon(root: Path, seed: int, rows: list[dict], cats: list[str], cutouts: list[bytes]) -> None:
-    rng = np.random.default_rng([seed, 11])
-    used: set[str] = set()
-    asins = [_asin(rng, used) for _ in rows]
-    by_cat: dict[str, list[str]] = {}
-    for asin, cat in zip(asins, cats, strict=True):
-        by_cat.setdefault(cat, []).append(asin)
-    lines = []
-    for row, cat, asin, image in zip(rows, cats, asins, cutouts, strict=True):
-        related = [a for a in by_cat[cat] if a != asin][:6]
-        lines.append(str(_amazon_record(row, cat, asin, related, rng)))
-        (root / AMAZON_DIR / f"{asin}.jpg").write_bytes(image)
-    (root / AMAZON_META).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # --- generate-once access ------------------------------------------------------------------------------
@@ -507,33 +449,3 @@ def demo_catalogue(root: str | os.PathLike[str] = "data/demo", **generate_kwargs
 
     root = ensure_demo(root, **generate_kwargs)
     return read_farfetch(root / FARFETCH_CSV, image_dir=root)
-
-
-def demo_contact_sheet(
-    path: str | os.PathLike[str],
-    *,
-    seed: int = 0,
-    categories: Sequence[str] | None = None,
-    products: int = 2,
-    image_size: int = 96,
-    colours: int | None = 256,
-) -> Path:
-    """Draw a PNG grid of cutout / model pairs (``products`` per category, one category a row).
-
-    ``colours``: palette size of the saved PNG (the model views' noise makes a full-colour PNG ~5x larger);
-    ``None`` keeps full colour.
-    """
-    from PIL import Image
-
-    cats = _normalise_params(seed, products, image_size, categories, False)["categories"]
-    sheet = Image.new("RGB", (2 * products * image_size, len(cats) * image_size), "white")
-    for r, category in enumerate(cats):
-        for k in range(products):
-            look = draw_look(category, _rng(seed, category, k, 0), image_size)
-            model = render_model(look, image_size, _rng(seed, category, k, 1))
-            sheet.paste(render_cutout(look, image_size), (2 * k * image_size, r * image_size))
-            sheet.paste(model, ((2 * k + 1) * image_size, r * image_size))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (sheet.quantize(colours) if colours else sheet).save(path, optimize=True)
-    return path

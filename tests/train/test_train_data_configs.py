@@ -14,7 +14,7 @@ from imgsearch.data.datamodule import CatalogueDataModule
 from imgsearch.data.sources import build_catalogue
 from imgsearch.utils.config import config_dir
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 FORMATS = SHARED / "formats"
 FASHION = SHARED / "fashion-product-images-small"
 
