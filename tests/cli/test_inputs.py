@@ -93,7 +93,10 @@ def test_embed_group_becomes_embed_catalogue_kwargs() -> None:
 
 @pytest.mark.parametrize(
     ("module", "wanted", "refused"),
-    [("index", ["embed"], ["model", "data", "logger"]), ("evaluate", ["embed", "logger"], ["model", "data"])],
+    [
+        ("index", ["embed", "model", "data"], ["logger", "trainer"]),
+        ("evaluate", ["embed", "logger"], ["model", "data"]),
+    ],
 )
 def test_help_lists_only_the_groups_a_command_takes(
     module: str, wanted: list[str], refused: list[str]

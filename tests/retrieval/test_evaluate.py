@@ -229,3 +229,24 @@ def test_scoring_in_small_query_blocks_equals_one_block(restrict):
         np.testing.assert_array_equal(a, b)
     if restrict:
         assert one[0]["recall@5"][-1] == 0.0 and (one[2][-1] == -1).all()
+
+
+def test_one_photo_per_product_skips_product_relevance_with_a_note(catalogue, tmp_path):
+    # a shop with one photo per product: evaluation with the default relevance list still works
+    one_view = catalogue[catalogue["view"] == "cutout"].reset_index(drop=True)
+    report = evaluate_retrieval(
+        one_view,
+        None,
+        main=Setting(embedding="pixels"),
+        compare={},
+        num_workers=0,
+        trainer_kwargs=CPU,
+        pixel_size=8,
+    )
+    s = report.summary
+    assert list(s["relevance"]) == ["label"] and s["main"]["relevance"] == "label"
+    assert "one photo" in s["skipped_relevance"]["product"]
+    assert "product relevance was not measured" in markdown_report(s)
+    with pytest.raises(ValueError, match="no relevance notion can be evaluated"):
+        evaluate_retrieval(one_view, None, relevance=["product"], main=Setting(embedding="pixels"),
+                           compare={}, num_workers=0, trainer_kwargs=CPU, pixel_size=8)  # fmt: skip

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -130,7 +133,14 @@ def test_save_and_load_round_trip(tmp_path):
     index2, items2, manifest2 = I.load_index_dir(out)
     assert index2.ntotal == 12 and index2.d == 8
     assert items2["item_id"].tolist() == items["item_id"].tolist()
-    assert manifest2 == manifest
+    assert items2["image_path"].tolist() == items["image_path"].tolist()  # absolute again after loading
+    # saving adds where the images are (#10: relocatable index directories), nothing else
+    rel = os.path.relpath("/img", out.resolve())
+    assert manifest2 == {
+        **manifest,
+        "catalogue": {**manifest["catalogue"], "image_root": {"path": "/img", "relative_to_index": rel}},
+    }
+    assert (out / "items.csv").read_text().count("/img/") == 0  # stored relative to that root
     assert manifest2["embedding"] == {"kind": "features", "dim": 8, "normalize": True}
     assert manifest2["model"]["data_config"]["input_size"] == [3, 64, 64]
     q = I.prepare_vectors(vectors[:3], normalize=True)
@@ -240,3 +250,44 @@ def test_search_within_groups_equals_brute_force_per_group():
         want = members[np.argsort(-(gallery[members] @ queries[i]), kind="stable")[:5]]
         assert ids[i].tolist() == want.tolist()
         np.testing.assert_allclose(scores[i], gallery[want] @ queries[i], rtol=1e-5)
+
+
+def test_moved_index_directory_finds_its_images(tmp_path):
+    shop = tmp_path / "shop"
+    (shop / "photos").mkdir(parents=True)
+    items = _items(4)
+    items["image_path"] = [str(shop / "photos" / f"{j}.jpg") for j in range(4)]
+    for p in items["image_path"]:
+        Path(p).write_bytes(b"x")
+    index = I.build_index(_vectors(4, 8))
+    I.save_index_dir(shop / "index", index, items, _manifest(index, items))
+
+    # the index directory moved alone: the recorded absolute root still holds the images
+    shutil.copytree(shop / "index", tmp_path / "elsewhere" / "index")
+    _, moved, _ = I.load_index_dir(tmp_path / "elsewhere" / "index")
+    assert moved["image_path"].tolist() == items["image_path"].tolist()
+
+    # index and images moved together: found beside the index as they were
+    shutil.move(str(shop), str(tmp_path / "shop2"))
+    _, both, _ = I.load_index_dir(tmp_path / "shop2" / "index")
+    assert both["image_path"].tolist() == [str(tmp_path / "shop2" / "photos" / f"{j}.jpg") for j in range(4)]
+    assert all(Path(p).is_file() for p in both["image_path"])
+
+    # images somewhere else entirely: an explicit root at load time
+    _, over, _ = I.load_index_dir(tmp_path / "shop2" / "index", image_root="/mnt/images")
+    assert over["image_path"].tolist() == [f"/mnt/images/{j}.jpg" for j in range(4)]
+
+
+def test_index_files_are_readable_by_group_and_others(tmp_path):
+    old = os.umask(0o022)
+    try:
+        index = I.build_index(_vectors(4, 8))
+        out = I.save_index_dir(tmp_path / "idx", index, _items(4), _manifest(index, _items(4)))
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        "index.faiss": 0o644,
+        "items.csv": 0o644,
+        "manifest.json": 0o644,
+    }

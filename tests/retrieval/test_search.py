@@ -7,12 +7,11 @@ import shutil
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
 from imgsearch.cli.search import main as search_main
 from imgsearch.data.images import load_image
-from imgsearch.retrieval.index import IndexCompatibilityError
+from imgsearch.retrieval.index import IndexCompatibilityError, load_index_dir
 from imgsearch.retrieval.search import Searcher, SearchHit
 from retrieval_fixtures import CLASSES
 from train_helpers import save_checkpoint
@@ -67,7 +66,7 @@ def test_changed_checkpoint_is_refused(trained_run, index_dir, tmp_path):
 
 
 def test_search_cli_json(index_dir, capsys):
-    items = pd.read_csv(index_dir / "items.csv", dtype=str)
+    _, items, _ = load_index_dir(index_dir)  # image paths made absolute again
     code = search_main([items.image_path[3], "--index", str(index_dir), "-k", "2", "--json"])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
@@ -77,7 +76,7 @@ def test_search_cli_json(index_dir, capsys):
 
 
 def test_search_cli_table(index_dir, capsys):
-    items = pd.read_csv(index_dir / "items.csv", dtype=str)
+    _, items, _ = load_index_dir(index_dir)  # image paths made absolute again
     assert search_main([items.image_path[0], "--index", str(index_dir), "-k", "3"]) == 0
     out = capsys.readouterr().out
     assert items.item_id[0] in out and "score" in out

@@ -11,45 +11,110 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from imgsearch.cli.inputs import embed_kwargs, output_dir, resolve_inputs
+from imgsearch.cli.inputs import (
+    InputError,
+    default_runs_root,
+    embed_kwargs,
+    output_dir,
+    resolve_checkpoint,
+    resolve_inputs,
+    run_dir_of,
+)
 from imgsearch.utils.config import config_dir
 
 log = logging.getLogger(__name__)
 
 
+def _inputs(cfg: DictConfig) -> tuple[Path | None, Path | None, Path | None]:
+    """``(checkpoint, catalogue table or None for a data= source, run directory or None)``."""
+    if cfg.get("data") is not None:
+        if cfg.get("catalogue"):
+            raise InputError("give data=<source> (read by its reader) or catalogue=<table>, not both")
+        ckpt = resolve_checkpoint(cfg.get("checkpoint"), cfg.get("run"), runs_root=default_runs_root(cfg))
+        return ckpt, None, run_dir_of(ckpt) if ckpt is not None else None
+    return resolve_inputs(cfg)
+
+
+def _model(cfg: DictConfig, ckpt: Path | None, kind: str) -> Any:
+    """The trained classifier of ``checkpoint=``, or the pretrained backbone of ``model=`` (no training)."""
+    from imgsearch.retrieval.embed import PIXELS
+
+    model_cfg = cfg.get("model")
+    if ckpt is not None and model_cfg is not None:
+        raise InputError(
+            "give checkpoint=<trained model> or model=<backbone> (pretrained features), not both"
+        )
+    if ckpt is not None:
+        from imgsearch.models.checkpoint import load_classifier
+
+        return load_classifier(ckpt, map_location="cpu")
+    if model_cfg is None:
+        if kind == PIXELS:
+            return None
+        raise InputError(
+            f"embedding={kind} needs a model: checkpoint=<trained run or .ckpt>, or model=<backbone> "
+            "(e.g. model=efficientnet_lite0) to index with its pretrained features and no training"
+        )
+    if kind != "features":
+        raise InputError(
+            f"model={model_cfg.backbone} (pretrained only) has no classifier: use embedding=features"
+        )
+    if not model_cfg.get("pretrained") and not model_cfg.get("pretrained_path"):
+        raise InputError(
+            f"model={model_cfg.backbone} has no pretrained weights here (pretrained=false, no "
+            "pretrained_path), so its features would be random: set model.pretrained_path=<state dict> or "
+            "model.pretrained=true"
+        )
+    from imgsearch.models.pretrained import PretrainedEmbedder
+
+    return PretrainedEmbedder(
+        str(model_cfg.backbone),
+        pretrained=bool(model_cfg.get("pretrained")),
+        pretrained_path=model_cfg.get("pretrained_path"),
+        input_size=model_cfg.get("input_size"),
+        backbone_kwargs=model_cfg.get("backbone_kwargs"),
+    )
+
+
 def build(cfg: DictConfig) -> Path | None:
     """Embed, build and save; returns the index directory (``None`` on non-zero DDP ranks)."""
-    ckpt, catalogue_path, run_dir = resolve_inputs(cfg)  # bad paths fail before the heavy imports
+    ckpt, catalogue_path, run_dir = _inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
     from imgsearch.data.schema import catalogue_hash, read_catalogue
-    from imgsearch.models.checkpoint import checkpoint_sha256, load_classifier
+    from imgsearch.models.checkpoint import checkpoint_sha256
     from imgsearch.retrieval.embed import PIXELS, embed_catalogue
     from imgsearch.retrieval.index import build_index, make_manifest, save_index_dir
 
     kind = str(cfg.embedding)
-    if ckpt is None and kind != PIXELS:
-        raise ValueError(f"embedding={kind} needs a checkpoint")
-    table = read_catalogue(catalogue_path)
+    module = _model(cfg, ckpt, kind)
+    if catalogue_path is None:
+        from imgsearch.data.sources import build_catalogue
+
+        # the shop's whole catalogue as its reader reads it: no class filter, no dedup, no split
+        table = build_catalogue(cfg.data.source, None, None)
+        source = str(cfg.data.source.get("_target_"))
+    else:
+        table = read_catalogue(catalogue_path)
+        source = str(catalogue_path)
     if cfg.get("splits"):
         splits = list(cfg.splits)
         table = table[table["split"].isin(splits)].reset_index(drop=True)
     if table.empty:
         raise ValueError(
-            f"nothing to index: {catalogue_path} has no rows"
-            + (f" in splits {splits}" if cfg.get("splits") else "")
+            f"nothing to index: {source} has no rows" + (f" in splits {splits}" if cfg.get("splits") else "")
         )
-    module = load_classifier(ckpt, map_location="cpu") if ckpt is not None else None
     options = embed_kwargs(cfg)
     emb = embed_catalogue(None if kind == PIXELS else module, table, kind=kind, **options)
     if rank_zero_only.rank != 0:
         return None
     if len(emb) == 0:
-        raise ValueError(f"no image of {catalogue_path} could be read; nothing to index")
+        raise ValueError(f"no image of {source} could be read; nothing to index")
     items = table.iloc[emb.rows].reset_index(drop=True)
     index = build_index(
         emb[kind],
@@ -69,15 +134,16 @@ def build(cfg: DictConfig) -> Path | None:
         checkpoint=ckpt,
         checkpoint_sha256=checkpoint_sha256(ckpt) if ckpt is not None else None,
         backbone=module.hparams.get("backbone") if module is not None else None,
+        pretrained=module.describe() if hasattr(module, "describe") else None,
         data_config=module.data_config if module is not None else None,
-        class_names=module.class_names if module is not None else None,
+        class_names=(module.class_names or None) if module is not None else None,
         catalogue_path=catalogue_path,
         catalogue_sha256=catalogue_hash(table),
         catalogue_rows=len(table),
         skipped=emb.skipped,
         pixel_size=int(options["pixel_size"]) if kind == PIXELS else None,
     )
-    out = output_dir(cfg, run_dir / "index")
+    out = output_dir(cfg, (run_dir or Path(str(cfg.paths.output_dir))) / "index")
     save_index_dir(out, index, items, manifest)
     log.info(
         "index %s: %d items, %s %d-d, %s/%s%s, %d images skipped",

@@ -144,6 +144,17 @@ def _embed_all(
     return vectors, where, skipped
 
 
+def _why_not(table: pd.DataFrame, relevance: str) -> str | None:
+    """Why ``relevance`` cannot be measured on ``table`` (``None`` when it can).
+
+    Product relevance needs products photographed more than once; a shop with one photo per product (most
+    CSV catalogues, the Myntra photos) has nothing to find, which is a note in the report, not an error.
+    """
+    if relevance == "product" and not table["product_id"].astype(str).duplicated().any():
+        return "every product has one photo, so no photo has another view of its product to find"
+    return None
+
+
 class _Runs:
     """Scores (setting, relevance) pairs on the embedded catalogue, each pair once."""
 
@@ -271,6 +282,12 @@ def evaluate_retrieval(
             "these settings need a model checkpoint (only 'pixels' without classify_first do not)"
         )
     table = catalogue.reset_index(drop=True)
+    skipped_relevance = {rel: why for rel in relevance if (why := _why_not(table, rel)) is not None}
+    for rel, why in skipped_relevance.items():
+        log.warning("%s relevance skipped: %s", rel, why)
+    relevance = [rel for rel in relevance if rel not in skipped_relevance]
+    if not relevance:
+        raise ValueError(f"no relevance notion can be evaluated on this catalogue: {skipped_relevance}")
     protocols = {
         rel: select_protocol(
             table,
@@ -335,4 +352,6 @@ def evaluate_retrieval(
     }
     summary["skipped_images"] = {"count": len(skipped), "items": skipped[:100]}
     summary["definitions"] = DEFINITIONS
+    if skipped_relevance:
+        summary["skipped_relevance"] = skipped_relevance
     return EvalReport(summary=summary, main_results=main_results, catalogue=table)

@@ -246,6 +246,7 @@ def make_manifest(
     backbone: str | None,
     data_config: Mapping[str, Any] | None,
     class_names: Sequence[str] | None = None,
+    pretrained: Mapping[str, Any] | None = None,
     catalogue_path: str | os.PathLike[str] | None = None,
     catalogue_sha256: str | None = None,
     catalogue_rows: int | None = None,
@@ -255,7 +256,8 @@ def make_manifest(
 ) -> dict[str, Any]:
     """The manifest written beside an index: everything a later query needs to embed compatibly.
 
-    ``pixel_size`` is recorded for a ``pixels`` index (the side its images were resized to).
+    ``pixel_size`` is recorded for a ``pixels`` index (the side its images were resized to); ``pretrained``
+    describes a pretrained-only model (no checkpoint) that queries are embedded with.
     """
     embedding_info: dict[str, Any] = {"kind": embedding, "dim": int(index.d), "normalize": bool(normalize)}
     if embedding == "pixels":
@@ -274,6 +276,7 @@ def make_manifest(
                 "backbone": backbone,
                 "data_config": dict(data_config) if data_config is not None else None,
                 "class_names": list(class_names) if class_names is not None else None,
+                "pretrained": dict(pretrained) if pretrained is not None else None,
             },
             "embedding": embedding_info,
             "index": {"factory": factory, "metric": metric, "ntotal": int(index.ntotal)},
@@ -302,16 +305,80 @@ def save_index_dir(
     if index.ntotal != len(items):
         raise ValueError(f"index holds {index.ntotal} vectors but the item table has {len(items)} rows")
     directory = Path(directory)
+    items, manifest = _relocatable(directory, items.reset_index(drop=True), manifest)
     with atomic_dir(directory) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
-        write_catalogue(items.reset_index(drop=True), tmp / ITEMS_FILE)
+        write_catalogue(items, tmp / ITEMS_FILE)
         (tmp / MANIFEST_FILE).write_text(json.dumps(dict(manifest), indent=2) + "\n", encoding="utf-8")
     log.info("wrote index directory %s (%d items)", directory, len(items))
     return directory
 
 
-def load_index_dir(directory: str | os.PathLike[str]) -> tuple[faiss.Index, pd.DataFrame, dict[str, Any]]:
+def _relative_to(path: Path, start: Path) -> str:
+    return os.path.relpath(path, start.resolve())
+
+
+def _relocatable(
+    directory: Path, items: pd.DataFrame, manifest: Mapping[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Image paths stored relative to the images' common root, which the manifest records both absolutely
+    and relative to the index directory; the checkpoint likewise. An index directory moved alone, or moved
+    together with its images, still finds them (:func:`resolve_image_root`)."""
+    manifest = json.loads(json.dumps(dict(manifest)))
+    paths = [str(p) for p in items["image_path"]]
+    absolute = [p for p in paths if p and os.path.isabs(p)]
+    if absolute and len(absolute) == len(paths):
+        root = Path(os.path.commonpath(absolute))
+        if len(set(absolute)) == 1 or Path(absolute[0]) == root:
+            root = root.parent  # one image: its folder is the root
+        items = items.copy()
+        items["image_path"] = [os.path.relpath(p, root) for p in paths]
+        manifest.setdefault("catalogue", {})["image_root"] = {
+            "path": str(root),
+            "relative_to_index": _relative_to(root, directory),
+        }
+    ckpt = (manifest.get("checkpoint") or {}).get("path")
+    if ckpt:
+        manifest["checkpoint"]["relative_to_index"] = _relative_to(Path(ckpt), directory)
+    return items, manifest
+
+
+def resolve_image_root(
+    directory: str | os.PathLike[str], manifest: Mapping[str, Any], override: str | os.PathLike[str] | None
+) -> Path | None:
+    """Where an index's images are: ``override``, else the recorded absolute root when it exists, else the
+    recorded root relative to the index directory (both moved together); ``None`` for an index that stores
+    absolute image paths (built before paths were made relative)."""
+    rec = (manifest.get("catalogue") or {}).get("image_root")
+    if override is not None:
+        return Path(override).resolve()
+    if not rec:
+        return None
+    recorded = Path(rec["path"])
+    beside = (Path(directory) / rec["relative_to_index"]).resolve()
+    return recorded if recorded.is_dir() or not beside.is_dir() else beside
+
+
+def resolve_checkpoint_path(directory: str | os.PathLike[str], manifest: Mapping[str, Any]) -> Path | None:
+    """The checkpoint an index was built with: its recorded path, or the same file relative to the index
+    directory when the two were moved together."""
+    rec = manifest.get("checkpoint") or {}
+    if not rec.get("path"):
+        return None
+    recorded = Path(rec["path"])
+    if recorded.is_file() or not rec.get("relative_to_index"):
+        return recorded
+    beside = (Path(directory) / rec["relative_to_index"]).resolve()
+    return beside if beside.is_file() else recorded
+
+
+def load_index_dir(
+    directory: str | os.PathLike[str], *, image_root: str | os.PathLike[str] | None = None
+) -> tuple[faiss.Index, pd.DataFrame, dict[str, Any]]:
     """Read an index directory written by :func:`save_index_dir`; checks that its parts agree.
+
+    ``image_root`` overrides where the images are (see :func:`resolve_image_root`); the returned items hold
+    absolute image paths.
 
     Raises:
         FileNotFoundError: the directory or one of its three files is missing.
@@ -327,6 +394,9 @@ def load_index_dir(directory: str | os.PathLike[str]) -> tuple[faiss.Index, pd.D
         raise IndexCompatibilityError(f"{directory / MANIFEST_FILE}: not valid JSON ({exc})") from exc
     index = faiss.read_index(str(directory / INDEX_FILE))
     items = read_catalogue(directory / ITEMS_FILE)
+    root = resolve_image_root(directory, manifest, image_root)
+    if root is not None:
+        items["image_path"] = [str(root / p) if p else "" for p in items["image_path"].astype(str)]
     if index.ntotal != len(items):
         raise IndexCompatibilityError(
             f"{directory}: index holds {index.ntotal} vectors but items.csv has {len(items)} rows"

@@ -89,6 +89,8 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
         if res["queries_without_relevant"]:
             lines.append(f"{res['queries_without_relevant']} {rel} queries had no relevant gallery item "
                          "and are not counted.\n")  # fmt: skip
+    for rel, why in summary.get("skipped_relevance", {}).items():
+        lines.append(f"{rel} relevance was not measured: {why}.\n")
     lines.extend(["## Definitions", ""])
     lines.extend(f"- **{name}**: {text}" for name, text in summary["definitions"].items())
     lines.extend(["", "## Protocol", ""])

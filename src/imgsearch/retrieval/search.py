@@ -13,7 +13,6 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faiss
@@ -32,6 +31,7 @@ from imgsearch.retrieval.index import (
     group_members,
     load_index_dir,
     prepare_vectors,
+    resolve_checkpoint_path,
     search_batched,
     search_within_groups,
 )
@@ -74,6 +74,22 @@ class SearchResult:
         }
 
 
+def neighbour_vote(hits: Sequence[SearchHit]) -> tuple[str | None, float | None]:
+    """``(most common label among the hits, its share)``; ``(None, None)`` when no hit has a label.
+
+    The category of a query on an index without a classifier (built from pretrained features alone): a
+    k-nearest-neighbour vote, ties broken by the better-ranked hit.
+    """
+    labels = [h.label for h in hits if h.label]
+    if not labels:
+        return None, None
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    best = max(counts, key=lambda lab: (counts[lab], -labels.index(lab)))
+    return best, counts[best] / len(labels)
+
+
 class Searcher:
     """A model and a FAISS index, loaded once; thread-compatible for read-only searching.
 
@@ -114,6 +130,7 @@ class Searcher:
         *,
         device: str = "cpu",
         checkpoint: str | os.PathLike[str] | None = None,
+        image_root: str | os.PathLike[str] | None = None,
     ) -> Searcher:
         """Load an index directory and its model.
 
@@ -122,6 +139,8 @@ class Searcher:
             device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
             checkpoint: use this checkpoint instead of the manifest's (no sha256 check, but the
                 compatibility guard still runs).
+            image_root: where the catalogue's images are now, when they moved (default: as recorded, or
+                beside the index directory as they were when it was built).
 
         Raises:
             FileNotFoundError: index files or the checkpoint are missing.
@@ -129,13 +148,13 @@ class Searcher:
         """
         from imgsearch.models.checkpoint import checkpoint_sha256, load_classifier
 
-        index, items, manifest = load_index_dir(index_dir)
+        index, items, manifest = load_index_dir(index_dir, image_root=image_root)
         recorded = manifest.get("checkpoint") or {}
         module = None
         if checkpoint is not None:
             module = load_classifier(checkpoint, map_location="cpu")
         elif recorded.get("path"):
-            path = Path(recorded["path"])
+            path = resolve_checkpoint_path(index_dir, manifest)
             if not path.is_file():
                 raise FileNotFoundError(
                     f"the index {index_dir} was built with checkpoint {path}, which does not exist here; "
@@ -150,6 +169,10 @@ class Searcher:
                         f"{want[:12]}...); rebuild the index or pass the checkpoint explicitly"
                     )
             module = load_classifier(path, map_location="cpu")
+        elif (manifest.get("model") or {}).get("pretrained"):
+            from imgsearch.models.pretrained import from_manifest
+
+            module = from_manifest(manifest["model"]["pretrained"])  # indexed without training
         elif manifest.get("embedding", {}).get("kind") != PIXELS:
             raise IndexCompatibilityError(f"the manifest of {index_dir} names no checkpoint; pass one")
         return cls(index, items, manifest, module, device=device)
@@ -209,7 +232,7 @@ class Searcher:
             raise ValueError(f"k must be >= 1, got {k}")
         if not images:
             return []
-        if restrict_to_predicted and self.module is None:
+        if restrict_to_predicted and not (self.module is not None and self.module.class_names):
             raise ValueError("restrict_to_predicted needs a classifier; this index has none")
         vectors, probs = self.embed(images)
         categories: list[str | None] = [None] * len(images)
@@ -224,6 +247,10 @@ class Searcher:
             s, ids = search_within_groups(self.index, vectors, k_eff, categories, self._members_of_label)
         else:
             s, ids = search_batched(self.index, vectors, k_eff)
-        return [
-            SearchResult(categories[i], confidence[i], self._hits(s[i], ids[i])) for i in range(len(images))
-        ]
+        results = []
+        for i in range(len(images)):
+            hits = self._hits(s[i], ids[i])
+            if probs is None:  # no classifier (pretrained-only or pixels index): the neighbours' labels vote
+                categories[i], confidence[i] = neighbour_vote(hits)
+            results.append(SearchResult(categories[i], confidence[i], hits))
+        return results
