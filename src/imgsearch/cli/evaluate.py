@@ -45,6 +45,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         normalize=bool(cfg.normalize),
         classify_first=bool(cfg.classify_first),
         factory=str(cfg.factory),
+        search_params=cfg.get("search_params"),
     )
     compare = {
         k: _list(v) for k, v in (OmegaConf.to_container(cfg.get("compare") or {}, resolve=True)).items()

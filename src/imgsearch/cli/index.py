@@ -89,7 +89,7 @@ def build(cfg: DictConfig) -> Path | None:
     from imgsearch.data.schema import catalogue_hash, read_catalogue
     from imgsearch.models.checkpoint import checkpoint_sha256
     from imgsearch.retrieval.embed import PIXELS, embed_catalogue
-    from imgsearch.retrieval.index import build_index, make_manifest, save_index_dir
+    from imgsearch.retrieval.index import build_index, make_manifest, save_index_dir, set_search_params
 
     kind = str(cfg.embedding)
     module = _model(cfg, ckpt, kind)
@@ -124,7 +124,9 @@ def build(cfg: DictConfig) -> Path | None:
         train_sample=int(cfg.train_sample),
         seed=int(cfg.seed),
     )
+    set_search_params(index, cfg.get("search_params"))  # a bad string fails before anything is written
     manifest = make_manifest(
+        search_params=cfg.get("search_params"),
         index=index,
         items=items,
         embedding=kind,

@@ -3,6 +3,7 @@
     imgsearch-search photo.jpg --index outputs/demo/index
     imgsearch-search a.jpg b.png --index DIR -k 5 --json            # JSON on stdout
     imgsearch-search a.jpg --index DIR --restrict                   # only the predicted category
+    imgsearch-search a.jpg --index DIR --filter brand=Acme --filter price=10:50 --group
 
 Prints the predicted category and the top-k items (id, title, brand, price, image path, score). An image
 that cannot be read stops the command with a message naming it and a non-zero exit status (2).
@@ -28,6 +29,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--restrict", action="store_true", help="search only the predicted category")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
     p.add_argument("--checkpoint", default=None, help="use this checkpoint instead of the manifest's")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="only items with this metadata: brand=Acme, label=bags|shoes (any of), price=10:50 (range); "
+        "repeat for several (all must hold)",
+    )
+    p.add_argument("--group", action="store_true", help="one result per product (its best photo)")
+    p.add_argument(
+        "--search-params", default=None, help="FAISS ParameterSpace string: nprobe=16, efSearch=128"
+    )
     args = p.parse_args(argv)
     if args.k < 1:
         p.error("-k must be at least 1")
@@ -90,12 +103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imgsearch-search: {args.index} is not an index directory (no manifest.json)", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    from imgsearch.retrieval.filters import parse_filters
     from imgsearch.retrieval.index import IndexCompatibilityError
     from imgsearch.retrieval.search import Searcher
 
     try:
-        searcher = Searcher.from_index_dir(args.index, device=args.device, checkpoint=args.checkpoint)
-        results = searcher.search(images, k=args.k, restrict_to_predicted=args.restrict)
+        filters = parse_filters(args.filter)
+        searcher = Searcher.from_index_dir(
+            args.index, device=args.device, checkpoint=args.checkpoint, search_params=args.search_params
+        )
+        results = searcher.search(
+            images,
+            k=args.k,
+            restrict_to_predicted=args.restrict,
+            filters=filters,
+            group_by_product=args.group,
+        )
     except (FileNotFoundError, IndexCompatibilityError, ValueError) as exc:
         print(f"imgsearch-search: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -34,7 +34,7 @@ from imgsearch.retrieval.scoring import (
 
 log = logging.getLogger(__name__)
 
-OPTIONS = ("embedding", "metric", "normalize", "classify_first", "factory")
+OPTIONS = ("embedding", "metric", "normalize", "classify_first", "factory", "search_params")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Setting:
     normalize: bool = True
     classify_first: bool = False
     factory: str = "Flat"
+    search_params: str | None = None
 
     def describe(self) -> str:
         parts = [
@@ -59,6 +60,8 @@ class Setting:
             parts.append("classify-first")
         if self.factory != "Flat":
             parts.append(self.factory)
+        if self.search_params:
+            parts.append(self.search_params)
         return ", ".join(parts)
 
 
@@ -207,6 +210,7 @@ class _Runs:
             metric=setting.metric,
             normalize=setting.normalize,
             factory=setting.factory,
+            search_params=setting.search_params,
             query_self=g_pos_of_row[q_rows],
             restrict_query=restrict_q,
             restrict_gallery=restrict_g,

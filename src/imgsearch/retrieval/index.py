@@ -138,19 +138,32 @@ def search_params(
         if isinstance(idx, faiss.IndexPreTransform):
             return faiss.SearchParametersPreTransform(index_params=make(idx.index))
         kwargs: dict[str, Any] = {} if sel is None else {"sel": sel}
+        # A parameters object replaces the index's own settings, and its defaults (nprobe 1, efSearch 16)
+        # would silently undo what set_search_params configured: carry the index's values over.
         if isinstance(idx, faiss.IndexIVF):
-            if nprobe is not None:
-                kwargs["nprobe"] = int(nprobe)
+            kwargs["nprobe"] = int(nprobe if nprobe is not None else idx.nprobe)
             return faiss.SearchParametersIVF(**kwargs)
         if isinstance(idx, faiss.IndexHNSW):
-            if ef_search is not None:
-                kwargs["efSearch"] = int(ef_search)
+            kwargs["efSearch"] = int(ef_search if ef_search is not None else idx.hnsw.efSearch)
             return faiss.SearchParametersHNSW(**kwargs)
         return faiss.SearchParameters(**kwargs)
 
     params = make(index)
     params._imgsearch_sel = sel  # keep the selector alive as long as the parameters
     return params
+
+
+def set_search_params(index: faiss.Index, params: str | None) -> faiss.Index:
+    """Apply a FAISS ``ParameterSpace`` string (``"nprobe=16"``, ``"efSearch=128"``, ``"nprobe=8,ht=62"``)
+    to ``index`` in place; ``None`` or ``""`` leaves it as it is. A name the index lacks: ``ValueError``."""
+    text = (params or "").strip()
+    if not text:
+        return index
+    try:
+        faiss.ParameterSpace().set_index_parameters(index, text)
+    except RuntimeError as exc:
+        raise ValueError(f"search parameters {text!r} do not apply to this index: {exc}") from exc
+    return index
 
 
 def search_batched(
@@ -247,6 +260,7 @@ def make_manifest(
     data_config: Mapping[str, Any] | None,
     class_names: Sequence[str] | None = None,
     pretrained: Mapping[str, Any] | None = None,
+    search_params: str | None = None,
     catalogue_path: str | os.PathLike[str] | None = None,
     catalogue_sha256: str | None = None,
     catalogue_rows: int | None = None,
@@ -279,7 +293,12 @@ def make_manifest(
                 "pretrained": dict(pretrained) if pretrained is not None else None,
             },
             "embedding": embedding_info,
-            "index": {"factory": factory, "metric": metric, "ntotal": int(index.ntotal)},
+            "index": {
+                "factory": factory,
+                "metric": metric,
+                "ntotal": int(index.ntotal),
+                **({"search_params": search_params} if search_params else {}),
+            },
             "catalogue": {
                 "path": None if catalogue_path is None else str(Path(catalogue_path).resolve()),
                 "sha256": catalogue_sha256,

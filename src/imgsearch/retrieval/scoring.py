@@ -30,6 +30,7 @@ from imgsearch.retrieval.index import (
     prepare_vectors,
     search_batched,
     search_within_groups,
+    set_search_params,
 )
 
 RELEVANCE = ("label", "product")
@@ -155,6 +156,7 @@ def search_relevance(
     metric: str = "ip",
     normalize: bool = True,
     factory: str = "Flat",
+    search_params: str | None = None,
     query_self: np.ndarray | None = None,
     restrict_query: Sequence[str] | np.ndarray | None = None,
     restrict_gallery: Sequence[str] | np.ndarray | None = None,
@@ -194,7 +196,9 @@ def search_relevance(
     has_self = bool((self_pos[kept] >= 0).any())
     k_search = min(k_eval + int(has_self), n_g)
 
-    index = build_index(gallery_vectors, factory=factory, metric=metric, normalize=normalize)
+    index = set_search_params(
+        build_index(gallery_vectors, factory=factory, metric=metric, normalize=normalize), search_params
+    )
     queries = prepare_vectors(query_vectors[kept], normalize=normalize)
     kept_key, kept_self, kept_rel = q_key[kept], self_pos[kept], n_rel[kept]
     scores: dict[str, np.ndarray] = {}

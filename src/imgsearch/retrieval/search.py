@@ -9,9 +9,10 @@ explicitly; that one is still checked for dimension, backbone and preprocessing
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from imgsearch.data.images import to_rgb
 from imgsearch.data.schema import optional_price
 from imgsearch.data.transforms import PIXEL_SIZE, eval_transform, pixel_transform
 from imgsearch.retrieval.embed import PIXELS
+from imgsearch.retrieval.filters import allowed_ids
 from imgsearch.retrieval.index import (
     IndexCompatibilityError,
     check_compatible,
@@ -33,7 +35,9 @@ from imgsearch.retrieval.index import (
     prepare_vectors,
     resolve_checkpoint_path,
     search_batched,
+    search_params,
     search_within_groups,
+    set_search_params,
 )
 
 log = logging.getLogger(__name__)
@@ -53,9 +57,16 @@ class SearchHit:
     price: float | None
     image_path: str
     score: float
+    #: with ``group_by_product``: the item ids of the product's other photos that matched, best first
+    other_views: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.other_views:  # only grouped results carry it; plain answers keep their shape
+            del out["other_views"]
+        else:
+            out["other_views"] = list(self.other_views)
+        return out
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,24 @@ class SearchResult:
             "probability": self.probability,
             "hits": [h.to_dict() for h in self.hits],
         }
+
+
+def group_hits(hits: Sequence[SearchHit], k: int) -> list[SearchHit]:
+    """One hit per product (its best-ranked photo), the product's other photos in ``other_views``, ranks
+    renumbered, at most ``k``."""
+    order: list[str] = []
+    best: dict[str, SearchHit] = {}
+    others: dict[str, list[str]] = {}
+    for h in hits:
+        if h.product_id not in best:
+            order.append(h.product_id)
+            best[h.product_id], others[h.product_id] = h, []
+        else:
+            others[h.product_id].append(h.item_id)
+    return [
+        dataclasses.replace(best[p], rank=r, other_views=tuple(others[p]))
+        for r, p in enumerate(order[:k], start=1)
+    ]
 
 
 def neighbour_vote(hits: Sequence[SearchHit]) -> tuple[str | None, float | None]:
@@ -106,6 +135,7 @@ class Searcher:
         module: Any | None,
         *,
         device: str = "cpu",
+        search_params: str | None = None,
     ) -> None:
         emb = manifest.get("embedding", {})
         self.kind: str = emb.get("kind", "features")
@@ -122,6 +152,8 @@ class Searcher:
             self.transform = eval_transform(module.data_config)
         self.class_transform = eval_transform(module.data_config) if module is not None else None
         self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object))
+        self._max_views = int(self.items.groupby("product_id").size().max()) if len(self.items) else 1
+        set_search_params(self.index, search_params or (manifest.get("index") or {}).get("search_params"))
 
     @classmethod
     def from_index_dir(
@@ -131,6 +163,7 @@ class Searcher:
         device: str = "cpu",
         checkpoint: str | os.PathLike[str] | None = None,
         image_root: str | os.PathLike[str] | None = None,
+        search_params: str | None = None,
     ) -> Searcher:
         """Load an index directory and its model.
 
@@ -139,6 +172,8 @@ class Searcher:
             device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
             checkpoint: use this checkpoint instead of the manifest's (no sha256 check, but the
                 compatibility guard still runs).
+            search_params: FAISS ParameterSpace string (``nprobe=16``, ``efSearch=128``) instead of the
+                manifest's ``index.search_params``.
             image_root: where the catalogue's images are now, when they moved (default: as recorded, or
                 beside the index directory as they were when it was built).
 
@@ -175,7 +210,7 @@ class Searcher:
             module = from_manifest(manifest["model"]["pretrained"])  # indexed without training
         elif manifest.get("embedding", {}).get("kind") != PIXELS:
             raise IndexCompatibilityError(f"the manifest of {index_dir} names no checkpoint; pass one")
-        return cls(index, items, manifest, module, device=device)
+        return cls(index, items, manifest, module, device=device, search_params=search_params)
 
     # ------------------------------------------------------------------------------------------ querying
 
@@ -218,15 +253,25 @@ class Searcher:
         return hits
 
     def search(
-        self, images: Sequence[Image.Image], k: int = 10, *, restrict_to_predicted: bool = False
+        self,
+        images: Sequence[Image.Image],
+        k: int = 10,
+        *,
+        restrict_to_predicted: bool = False,
+        filters: Mapping[str, Any] | None = None,
+        group_by_product: bool = False,
     ) -> list[SearchResult]:
         """Top-``k`` catalogue items for each image (PIL images, decoded by the caller with
         :func:`imgsearch.data.images.load_image`).
 
         ``restrict_to_predicted``: classify-then-search, only items of the predicted category.
+        ``filters``: metadata conditions (:mod:`imgsearch.retrieval.filters`, e.g. ``{"brand": "Acme",
+        "price": (10, 50)}``), applied inside the FAISS search, so ``k`` results come back when ``k`` items
+        pass. ``group_by_product``: one slot per product, its best-matching photo, the product's other
+        matching photos in ``other_views``.
 
         Raises:
-            ValueError: ``k < 1``, or ``restrict_to_predicted`` without a classifier.
+            ValueError: ``k < 1``, ``restrict_to_predicted`` without a classifier, or a bad filter.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -234,6 +279,7 @@ class Searcher:
             return []
         if restrict_to_predicted and not (self.module is not None and self.module.class_names):
             raise ValueError("restrict_to_predicted needs a classifier; this index has none")
+        allowed = allowed_ids(self.items, filters)
         vectors, probs = self.embed(images)
         categories: list[str | None] = [None] * len(images)
         confidence: list[float | None] = [None] * len(images)
@@ -242,15 +288,33 @@ class Searcher:
             best = probs.argmax(axis=1)
             categories = [names[int(b)] for b in best]
             confidence = [float(probs[i, b]) for i, b in enumerate(best)]
-        k_eff = min(k, self.index.ntotal)
+        # with grouping, k products need at most k * (most photos of one product) results
+        fetch = k * self._max_views if group_by_product else k
+        k_eff = min(fetch, self.index.ntotal if allowed is None else max(len(allowed), 1))
         if restrict_to_predicted:
-            s, ids = search_within_groups(self.index, vectors, k_eff, categories, self._members_of_label)
+            members = self._members_of_label
+            if allowed is not None:
+                members = group_members(self.items["label"].astype(str).where(self._allowed_mask(allowed)))
+            s, ids = search_within_groups(self.index, vectors, k_eff, categories, members)
+        elif allowed is not None:
+            if len(allowed) == 0:
+                s, ids = np.zeros((len(images), k_eff), np.float32), np.full((len(images), k_eff), -1)
+            else:
+                params = search_params(self.index, ids=allowed)
+                s, ids = search_batched(self.index, vectors, k_eff, params=params)
         else:
             s, ids = search_batched(self.index, vectors, k_eff)
         results = []
         for i in range(len(images)):
             hits = self._hits(s[i], ids[i])
+            if group_by_product:
+                hits = group_hits(hits, k)
             if probs is None:  # no classifier (pretrained-only or pixels index): the neighbours' labels vote
                 categories[i], confidence[i] = neighbour_vote(hits)
             results.append(SearchResult(categories[i], confidence[i], hits))
         return results
+
+    def _allowed_mask(self, allowed: np.ndarray) -> np.ndarray:
+        mask = np.zeros(len(self.items), dtype=bool)
+        mask[allowed] = True
+        return mask

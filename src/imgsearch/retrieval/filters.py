@@ -1,0 +1,79 @@
+"""Metadata filters on the item table, turned into the index positions a FAISS ``IDSelector`` admits.
+
+A filter is a mapping ``column -> condition``: a value or a list of values (equality, any of them; strings
+compare case-insensitively), or a ``(low, high)`` range for a numeric column (either end ``None`` = open).
+``parse_filter("brand=Acme")``, ``"label=bags|shoes"`` and ``"price=10:50"`` give the same conditions from
+the command line. The search applies the selector inside FAISS, so a filtered query still gets ``k`` results
+when ``k`` items pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Condition = Any  # a value, a list of values, or a (low, high) range
+
+
+class FilterError(ValueError):
+    """A filter names an unknown column or cannot be applied to it; the message says which and why."""
+
+
+def parse_filter(text: str) -> tuple[str, Condition]:
+    """``column=value``, ``column=a|b`` (any of them) or ``column=low:high`` (a numeric range; either end
+    may be left out)."""
+    column, sep, value = str(text).partition("=")
+    column = column.strip()
+    if not sep or not column:
+        raise FilterError(f"filter {text!r} must look like column=value, column=a|b or column=low:high")
+    if ":" in value:
+        low, _, high = value.partition(":")
+        try:
+            return column, (float(low) if low.strip() else None, float(high) if high.strip() else None)
+        except ValueError:
+            raise FilterError(f"filter {text!r}: a range needs numbers, e.g. price=10:50") from None
+    values = [v.strip() for v in value.split("|")]
+    return column, values if len(values) > 1 else values[0]
+
+
+def parse_filters(texts: Sequence[str]) -> dict[str, Condition]:
+    return dict(parse_filter(t) for t in texts)
+
+
+def _is_range(condition: Condition) -> bool:
+    return isinstance(condition, tuple) and len(condition) == 2
+
+
+def filter_mask(items: pd.DataFrame, filters: Mapping[str, Condition]) -> np.ndarray:
+    """Boolean mask of the rows of ``items`` that pass every condition."""
+    mask = np.ones(len(items), dtype=bool)
+    for column, condition in filters.items():
+        if column not in items.columns:
+            raise FilterError(f"unknown filter column {column!r}; the items have {sorted(items.columns)}")
+        col = items[column]
+        if _is_range(condition):
+            low, high = condition
+            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+            if np.isnan(values).all() and len(values):
+                raise FilterError(f"column {column!r} holds no numbers; a range filter cannot apply")
+            ok = ~np.isnan(values)
+            if low is not None:
+                ok &= values >= float(low)
+            if high is not None:
+                ok &= values <= float(high)
+        else:
+            wanted = condition if isinstance(condition, list | set | tuple) else [condition]
+            wanted_text = {str(v).strip().casefold() for v in wanted}
+            ok = col.astype(str).str.strip().str.casefold().isin(wanted_text).to_numpy()
+        mask &= ok
+    return mask
+
+
+def allowed_ids(items: pd.DataFrame, filters: Mapping[str, Condition] | None) -> np.ndarray | None:
+    """Index positions passing ``filters`` (``None`` = no filter: everything is allowed)."""
+    if not filters:
+        return None
+    return np.flatnonzero(filter_mask(items, filters))
