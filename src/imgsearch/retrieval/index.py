@@ -190,6 +190,18 @@ def _json_normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def image_roots(items: pd.DataFrame) -> list[str]:
+    """The fewest folders that hold every item's image (resolved): what serve may stream from."""
+    if "image_path" not in items.columns:
+        return []
+    parents = sorted({str(Path(p).resolve().parent) for p in items["image_path"].astype(str) if p})
+    roots: list[str] = []
+    for folder in parents:  # sorted, so a folder comes right after any ancestor already kept
+        if not roots or not Path(folder).is_relative_to(roots[-1]):
+            roots.append(folder)
+    return roots
+
+
 def make_manifest(
     *,
     index: faiss.Index,
@@ -240,6 +252,7 @@ def make_manifest(
                 "rows": catalogue_rows,
                 "items": len(items),
                 "items_sha256": catalogue_hash(items),
+                "image_roots": image_roots(items),
                 "skipped": len(skipped),
                 "skipped_items": list(skipped)[:1000],
             },
