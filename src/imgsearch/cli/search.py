@@ -28,6 +28,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--restrict", action="store_true", help="search only the predicted category")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
     p.add_argument("--checkpoint", default=None, help="use this checkpoint instead of the manifest's")
+    p.add_argument(
+        "--allow-other-checkpoint",
+        action="store_true",
+        help="accept a --checkpoint other than the one the index was built with (a warning, worse hits)",
+    )
     args = p.parse_args(argv)
     if args.k < 1:
         p.error("-k must be at least 1")
@@ -90,13 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imgsearch-search: {args.index} is not an index directory (no manifest.json)", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    from imgsearch.models.checkpoint import CheckpointError
     from imgsearch.retrieval.index import IndexCompatibilityError
     from imgsearch.retrieval.search import Searcher
 
     try:
-        searcher = Searcher.from_index_dir(args.index, device=args.device, checkpoint=args.checkpoint)
+        searcher = Searcher.from_index_dir(
+            args.index,
+            device=args.device,
+            checkpoint=args.checkpoint,
+            allow_other_checkpoint=args.allow_other_checkpoint,
+        )
         results = searcher.search(images, k=args.k, restrict_to_predicted=args.restrict)
-    except (FileNotFoundError, IndexCompatibilityError, ValueError) as exc:
+    except (FileNotFoundError, IndexCompatibilityError, ValueError, CheckpointError) as exc:
         print(f"imgsearch-search: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:

@@ -16,6 +16,7 @@ Index positions are the FAISS ids (``0 .. ntotal-1``), so no ``IndexIDMap`` is n
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +38,18 @@ INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.csv"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
+#: Manifest key of the sha256 of the other two files, written by :func:`save_index_dir` and checked by
+#: :func:`load_index_dir`: flipped bytes in ``index.faiss`` load fine and silently change the hits.
+FILES_KEY = "files"
+
+
+def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
 
 METRICS: dict[str, int] = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
@@ -275,7 +288,9 @@ def save_index_dir(
     with atomic_dir(directory) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
         write_catalogue(items.reset_index(drop=True), tmp / ITEMS_FILE)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(dict(manifest), indent=2) + "\n", encoding="utf-8")
+        hashes = {name: file_sha256(tmp / name) for name in (INDEX_FILE, ITEMS_FILE)}
+        record = {**dict(manifest), FILES_KEY: hashes}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info("wrote index directory %s (%d items)", directory, len(items))
     return directory
 
@@ -283,9 +298,14 @@ def save_index_dir(
 def load_index_dir(directory: str | os.PathLike[str]) -> tuple[faiss.Index, pd.DataFrame, dict[str, Any]]:
     """Read an index directory written by :func:`save_index_dir`; checks that its parts agree.
 
+    The sha256 of ``index.faiss`` and ``items.csv`` recorded in the manifest are checked first, and
+    then dropped from the manifest returned (it is the one given to :func:`save_index_dir`). An index
+    written before they were recorded loads with a warning.
+
     Raises:
         FileNotFoundError: the directory or one of its three files is missing.
-        IndexCompatibilityError: index, items and manifest disagree (sizes, dimension).
+        IndexCompatibilityError: a file changed since it was written, cannot be read, or index, items
+            and manifest disagree (sizes, dimension); the message is one line naming the file.
     """
     directory = Path(directory)
     missing = [n for n in (INDEX_FILE, ITEMS_FILE, MANIFEST_FILE) if not (directory / n).is_file()]
@@ -295,8 +315,33 @@ def load_index_dir(directory: str | os.PathLike[str]) -> tuple[faiss.Index, pd.D
         manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise IndexCompatibilityError(f"{directory / MANIFEST_FILE}: not valid JSON ({exc})") from exc
-    index = faiss.read_index(str(directory / INDEX_FILE))
-    items = read_catalogue(directory / ITEMS_FILE)
+    if not isinstance(manifest, dict):
+        raise IndexCompatibilityError(f"{directory / MANIFEST_FILE}: not a manifest (a JSON object)")
+    recorded = manifest.pop(FILES_KEY, None)
+    if isinstance(recorded, Mapping):
+        for name in (INDEX_FILE, ITEMS_FILE):
+            want, got = recorded.get(name), file_sha256(directory / name)
+            if want and got != want:
+                raise IndexCompatibilityError(
+                    f"{directory / name} changed since the index was written (sha256 {got[:12]}... != "
+                    f"{want[:12]}... in manifest.json): it is corrupt or was edited; rebuild the index"
+                )
+    else:
+        log.warning("%s records no file hashes (an older index): its files cannot be verified", directory)
+    try:
+        index = faiss.read_index(str(directory / INDEX_FILE))
+    except RuntimeError as exc:  # FAISS reports truncated or foreign files as RuntimeError
+        cause = next((ln for ln in str(exc).splitlines() if ln.strip()), "unreadable")
+        raise IndexCompatibilityError(
+            f"{directory / INDEX_FILE} is not a readable FAISS index ({cause.strip()[:160]}); "
+            "rebuild the index"
+        ) from exc
+    try:
+        items = read_catalogue(directory / ITEMS_FILE)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCompatibilityError(
+            f"{directory / ITEMS_FILE} is not a readable item table ({exc})"
+        ) from exc
     if index.ntotal != len(items):
         raise IndexCompatibilityError(
             f"{directory}: index holds {index.ntotal} vectors but items.csv has {len(items)} rows"

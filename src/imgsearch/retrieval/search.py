@@ -113,14 +113,18 @@ class Searcher:
         *,
         device: str = "cpu",
         checkpoint: str | os.PathLike[str] | None = None,
+        allow_other_checkpoint: bool = False,
     ) -> Searcher:
         """Load an index directory and its model.
 
         Args:
             index_dir: written by ``imgsearch-index``.
             device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-            checkpoint: use this checkpoint instead of the manifest's (no sha256 check, but the
-                compatibility guard still runs).
+            checkpoint: use this checkpoint instead of the manifest's path (the compatibility guard
+                runs, then its sha256 must be the one recorded: a checkpoint of another run with the
+                same backbone fits the index but embeds differently, and its hits are wrong).
+            allow_other_checkpoint: accept an explicit checkpoint whose sha256 differs from the
+                recorded one, with a warning (e.g. to compare two models against one index).
 
         Raises:
             FileNotFoundError: index files or the checkpoint are missing.
@@ -133,6 +137,20 @@ class Searcher:
         module = None
         if checkpoint is not None:
             module = load_classifier(checkpoint, map_location="cpu")
+            searcher = cls(index, items, manifest, module, device=device)  # the shape guard first
+            want, got = recorded.get("sha256"), checkpoint_sha256(checkpoint)
+            if want and got != want:
+                msg = (
+                    f"checkpoint {checkpoint} is not the one the index {index_dir} was built with (sha256 "
+                    f"{got[:12]}... != {want[:12]}...), so its vectors are not comparable with the index's"
+                )
+                if not allow_other_checkpoint:
+                    raise IndexCompatibilityError(
+                        f"{msg}; pass the index's checkpoint, rebuild the index with this one, or allow it "
+                        "explicitly (--allow-other-checkpoint / allow_other_checkpoint=true)"
+                    )
+                log.warning("%s; searching with it anyway (allow_other_checkpoint), expect worse hits", msg)
+            return searcher
         elif recorded.get("path"):
             path = Path(recorded["path"])
             if not path.is_file():

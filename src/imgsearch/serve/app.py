@@ -362,6 +362,7 @@ def serve(cfg: Any) -> None:
             index_dir,
             device=str(cfg.device),
             checkpoint=to_absolute_path(str(checkpoint)) if checkpoint else None,
+            allow_other_checkpoint=bool(cfg.get("allow_other_checkpoint", False)),
         )
     except (FileNotFoundError, ValueError, CheckpointError) as exc:  # IndexCompatibilityError is a ValueError
         raise SystemExit(f"cannot serve {index_dir}: {exc}") from exc
