@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgsearch.cli.index import resolve_inputs
 from imgsearch.utils.config import config_dir
+from imgsearch.utils.validate import EMBED_RULES, ConfigError, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Evaluate, write the report, log it; returns the summary (``None`` on non-zero DDP ranks)."""
+    validate_config(cfg, EMBED_RULES)  # bad values fail in one line, before anything is loaded
     ckpt, catalogue_path, run_dir = resolve_inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -111,7 +113,12 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    summary = run(cfg)
+    from imgsearch.models.checkpoint import CheckpointError
+
+    try:
+        summary = run(cfg)
+    except (ConfigError, CheckpointError) as exc:
+        raise SystemExit(str(exc)) from None  # names the key or file, the cause and the fix
     # the value a sweeper would maximise: mAP at the largest k of the main setting
     return None if summary is None else float(summary[f"mAP@{max(summary['main']['ks'])}"])
 

@@ -17,6 +17,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from imgsearch.utils.config import config_dir
+from imgsearch.utils.validate import EMBED_RULES, ConfigError, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def resolve_inputs(cfg: DictConfig) -> tuple[Path | None, Path, Path]:
 
 def build(cfg: DictConfig) -> Path | None:
     """Embed, build and save; returns the index directory (``None`` on non-zero DDP ranks)."""
+    validate_config(cfg, EMBED_RULES)  # bad values fail in one line, before anything is loaded
     ckpt, catalogue_path, run_dir = resolve_inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -120,7 +122,12 @@ def build(cfg: DictConfig) -> Path | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="index")
 def main(cfg: DictConfig) -> None:
-    build(cfg)
+    from imgsearch.models.checkpoint import CheckpointError
+
+    try:
+        build(cfg)
+    except (ConfigError, CheckpointError) as exc:
+        raise SystemExit(str(exc)) from None  # names the key or file, the cause and the fix
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from imgsearch.models.checkpoint import CheckpointError, read_resume_checkpoint
 from imgsearch.utils.config import config_dir
 from imgsearch.utils.logging import finish_wandb, log_hyperparameters
 from imgsearch.utils.summary import render_summary, scalar_metrics, write_metrics
+from imgsearch.utils.validate import TRAIN_RULES, ConfigError, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ``optimized_metric`` (name and value, the value a sweeper maximises).
     """
     _check_multirun_ddp(cfg)
+    validate_config(cfg, TRAIN_RULES)
     if cfg.get("ckpt_path"):
         read_resume_checkpoint(cfg.ckpt_path)  # a bad ckpt_path fails now, in one line, not after set-up
     L.seed_everything(cfg.seed, workers=True)
@@ -234,7 +236,7 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the optimized metric for sweepers (Optuna maximises it)."""
     try:
         record = train(cfg)
-    except CheckpointError as exc:
+    except (CheckpointError, ConfigError) as exc:
         raise SystemExit(str(exc)) from None  # the message names the file, the cause and the fix
     value = record["optimized_metric"]["value"]
     return float(value) if value is not None else None
