@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from pathlib import Path
 
-from imgsearch.data import read_amazon
+import pytest
+
+from imgsearch.data import read_amazon, read_farfetch
 
 
 def test_truncated_json_gz_keeps_the_records_before_the_cut(tmp_path, caplog):
@@ -33,3 +36,37 @@ def test_whole_json_gz_is_not_reported_truncated(tmp_path):
         fh.write(json.dumps({"asin": "A1", "category": ["Clothing", "Dresses"]}) + "\n")
     df = read_amazon(gz)
     assert df.attrs["report"]["truncated_files"] == [] and len(df) == 1
+
+
+FARFETCH = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "formats" / "farfetch"
+
+
+@pytest.fixture()
+def farfetch_text() -> str:
+    sample = FARFETCH / "products_sample.csv"
+    if not sample.is_file():
+        pytest.skip(f"real Farfetch sample not found at {sample} (../shared/realdata is provided in CI)")
+    return sample.read_bytes().decode("utf-8").rstrip("\r\n")
+
+
+def _cut_inside_quotes(text: str) -> str:
+    last = text.rsplit("\r\n", 1)[1]
+    return text[: len(text) - len(last) + last.index('"') + 5]  # 4 characters into the first quoted field
+
+
+def _cut_mid_row(text: str) -> str:
+    last = text.rsplit("\r\n", 1)[1]
+    return text[: len(text) - len(last) + len(last) // 3].rstrip(",") + ","  # a third of the row
+
+
+@pytest.mark.parametrize("cut", [_cut_inside_quotes, _cut_mid_row])
+def test_farfetch_listing_cut_at_the_end_is_a_counted_malformed_line(farfetch_text, tmp_path, cut):
+    whole = tmp_path / "whole.csv"
+    whole.write_text(farfetch_text, encoding="utf-8", newline="")
+    cut_file = tmp_path / "cut.csv"
+    cut_file.write_text(cut(farfetch_text), encoding="utf-8", newline="")
+    n_lines = farfetch_text.count("\r\n") + 1
+    full, report = read_farfetch(whole), read_farfetch(cut_file).attrs["report"]
+    assert report["bad_lines"] == 1 and report["bad_line_numbers"] == [n_lines]
+    assert report["unmatched"] == full.attrs["report"]["unmatched"]  # not counted as an unmatched description
+    assert report["rows_read"] == full.attrs["report"]["rows_read"] - 1

@@ -72,13 +72,58 @@ def read_text_table(
         report["bad_lines"] = len(bad)
         report["bad_line_numbers"] = _bad_line_numbers(path, bad, encoding)
         report["bad_line_examples"] = [",".join(f) for f in bad[:_MAX_EXAMPLES]]
-        log.warning(
+        (log.warning if bad else log.debug)(
             "%s: skipped %d malformed line(s) (more fields than the header), line numbers %s",
             path,
             len(bad),
             report["bad_line_numbers"][:_MAX_EXAMPLES],
         )
-    return df, report
+    return _drop_cut_records(path, df, report, encoding), report
+
+
+def _drop_cut_records(path: Path, df: pd.DataFrame, report: dict[str, Any], encoding: str) -> pd.DataFrame:
+    """Count records with fewer fields than the header, or cut inside a quoted field, as malformed.
+
+    pandas fills a short record's missing cells with ``""`` (a listing cut mid-row then looks like a
+    row with an empty description) and its python engine drops a record that ends inside a quote
+    without a word; both are what a cut-off download leaves on its last line.
+    """
+    import csv
+
+    short_rows: list[int] = []  # positions in df
+    cut: list[tuple[int, str]] = []  # (line number, why)
+    with open(path, encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, strict=True)
+        header = next(reader, [])
+        position, start = 0, reader.line_num + 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                cut.append((start, f"line {start}: {exc} (the file ends inside a quoted field?)"))
+                break
+            if row and len(row) <= len(header):  # blank lines and over-long lines are not in df
+                if len(row) < len(header):
+                    short_rows.append(position)
+                    cut.append((start, f"line {start}: {len(row)} of {len(header)} fields (cut off?)"))
+                position += 1
+            start = reader.line_num + 1
+    if not cut:
+        return df
+    numbers = sorted({*report["bad_line_numbers"], *(n for n, _ in cut)})
+    report["bad_lines"] += len(cut)
+    report["bad_line_numbers"] = numbers
+    report["bad_line_examples"] = (report["bad_line_examples"] + [why for _, why in cut])[:_MAX_EXAMPLES]
+    log.warning(
+        "%s: skipped %d record(s) with too few fields or cut inside a quoted field: %s",
+        path,
+        len(cut),
+        [why for _, why in cut][:_MAX_EXAMPLES],
+    )
+    keep = ~pd.Series(range(len(df)), index=df.index).isin(short_rows)
+    return df[keep.to_numpy()].reset_index(drop=True)
 
 
 def _bad_line_numbers(path: Path, bad: list[list[str]], encoding: str = "utf-8-sig") -> list[int]:
