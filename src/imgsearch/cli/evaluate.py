@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgsearch.cli.index import resolve_inputs
 from imgsearch.utils.config import config_dir
+from imgsearch.utils.quiet import quiet_known_noise
 from imgsearch.utils.validate import EMBED_RULES, ConfigError, validate_config
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
 def main(cfg: DictConfig) -> float | None:
     from imgsearch.models.checkpoint import CheckpointError
 
+    quiet_known_noise()
     try:
         summary = run(cfg)
     except (ConfigError, CheckpointError) as exc:

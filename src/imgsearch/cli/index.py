@@ -17,6 +17,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from imgsearch.utils.config import config_dir
+from imgsearch.utils.quiet import quiet_known_noise
 from imgsearch.utils.validate import EMBED_RULES, ConfigError, validate_config
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def build(cfg: DictConfig) -> Path | None:
 def main(cfg: DictConfig) -> None:
     from imgsearch.models.checkpoint import CheckpointError
 
+    quiet_known_noise()
     try:
         build(cfg)
     except (ConfigError, CheckpointError) as exc:

@@ -34,6 +34,7 @@ from imgsearch.data.schema import catalogue_hash, read_catalogue
 from imgsearch.models.checkpoint import CheckpointError, read_resume_checkpoint
 from imgsearch.utils.config import config_dir
 from imgsearch.utils.logging import finish_wandb, log_hyperparameters
+from imgsearch.utils.quiet import quiet_known_noise
 from imgsearch.utils.summary import render_summary, scalar_metrics, write_metrics
 from imgsearch.utils.validate import TRAIN_RULES, ConfigError, validate_config
 
@@ -234,6 +235,7 @@ def _fit_and_test(
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the optimized metric for sweepers (Optuna maximises it)."""
+    quiet_known_noise()
     try:
         record = train(cfg)
     except (CheckpointError, ConfigError) as exc:
