@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from imgsearch.utils.progress import progress
+
 log = logging.getLogger(__name__)
 
 #: Images with more pixels than this are refused as decompression bombs (``reason="too_large"``).
@@ -279,7 +281,14 @@ def verify_images(df: pd.DataFrame, *, workers: int | None = None) -> tuple[pd.D
     unique = list(dict.fromkeys(paths))
     n_workers = workers or min(8, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=max(1, n_workers)) as pool:
-        results = dict(zip(unique, pool.map(_verify_one, unique), strict=True))
+        checked = progress(
+            pool.map(_verify_one, unique),
+            total=len(unique),
+            desc="verifying images",
+            logger=log,
+            unit="image",
+        )
+        results = dict(zip(unique, checked, strict=True))
     hashes, keep = [], []
     for item_id, path in zip(df["item_id"].tolist(), paths, strict=True):
         digest, reason, detail = results[path]
