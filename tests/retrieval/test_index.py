@@ -269,9 +269,11 @@ def test_moved_index_directory_finds_its_images(tmp_path):
 
     # index and images moved together: found beside the index as they were
     shutil.move(str(shop), str(tmp_path / "shop2"))
-    _, both, _ = I.load_index_dir(tmp_path / "shop2" / "index")
+    _, both, manifest = I.load_index_dir(tmp_path / "shop2" / "index")
     assert both["image_path"].tolist() == [str(tmp_path / "shop2" / "photos" / f"{j}.jpg") for j in range(4)]
     assert all(Path(p).is_file() for p in both["image_path"])
+    # the folders serve may stream from moved with them (#13's confinement keeps working)
+    assert manifest["catalogue"]["image_roots"] == [str(tmp_path / "shop2" / "photos")]
 
     # images somewhere else entirely: an explicit root at load time
     _, over, _ = I.load_index_dir(tmp_path / "shop2" / "index", image_root="/mnt/images")

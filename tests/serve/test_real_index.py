@@ -155,3 +155,23 @@ def test_serve_refuses_an_unusable_checkpoint_with_a_clear_message(demo_index, t
     assert cfg.host == "127.0.0.1" and cfg.port == 8000 and cfg.top_k == 12 and cfg.device == "cpu"
     with pytest.raises(SystemExit, match=r"cannot serve .*not-a-checkpoint\.ckpt"):
         serve(cfg)
+
+
+@pytest.mark.parametrize("content", [b"", b"IxFI not an index", bytes(range(256)) * 8])
+def test_serve_refuses_a_broken_index_file_in_one_line(demo_index, tmp_path, content):
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+
+    from imgsearch.serve.app import serve
+    from imgsearch.utils.config import config_dir
+
+    broken = tmp_path / "index"
+    shutil.copytree(demo_index, broken)
+    (broken / "index.faiss").write_bytes(content)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="serve", overrides=[f"index_dir={broken}"])
+    with pytest.raises(SystemExit) as info:
+        serve(cfg)
+    message = str(info.value)
+    assert message.startswith(f"cannot serve {broken}") and "index.faiss" in message and "\n" not in message

@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgsearch.cli.inputs import embed_kwargs, output_dir, resolve_inputs
 from imgsearch.utils.config import config_dir
+from imgsearch.utils.quiet import quiet_known_noise
+from imgsearch.utils.validate import EMBED_RULES, ConfigError, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ def _list(value: Any) -> list[Any] | None:
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Evaluate, write the report, log it; returns the summary (``None`` on non-zero DDP ranks)."""
+    validate_config(cfg, EMBED_RULES)  # bad values fail in one line, before anything is loaded
     ckpt, catalogue_path, run_dir = resolve_inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -83,7 +86,13 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    summary = run(cfg)
+    from imgsearch.models.checkpoint import CheckpointError
+
+    quiet_known_noise()
+    try:
+        summary = run(cfg)
+    except (ConfigError, CheckpointError) as exc:
+        raise SystemExit(str(exc)) from None  # names the key or file, the cause and the fix
     # the value a sweeper would maximise: mAP at the largest k of the main setting
     return None if summary is None else float(summary[f"mAP@{max(summary['main']['ks'])}"])
 

@@ -26,6 +26,8 @@ from imgsearch.cli.inputs import (
     run_dir_of,
 )
 from imgsearch.utils.config import config_dir
+from imgsearch.utils.quiet import quiet_known_noise
+from imgsearch.utils.validate import EMBED_RULES, ConfigError, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ def _model(cfg: DictConfig, ckpt: Path | None, kind: str) -> Any:
 
 def build(cfg: DictConfig) -> Path | None:
     """Embed, build and save; returns the index directory (``None`` on non-zero DDP ranks)."""
+    validate_config(cfg, EMBED_RULES)  # bad values fail in one line, before anything is loaded
     ckpt, catalogue_path, run_dir = _inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -158,7 +161,13 @@ def build(cfg: DictConfig) -> Path | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="index")
 def main(cfg: DictConfig) -> None:
-    build(cfg)
+    from imgsearch.models.checkpoint import CheckpointError
+
+    quiet_known_noise()
+    try:
+        build(cfg)
+    except (ConfigError, CheckpointError) as exc:
+        raise SystemExit(str(exc)) from None  # names the key or file, the cause and the fix
 
 
 if __name__ == "__main__":

@@ -41,6 +41,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--search-params", default=None, help="FAISS ParameterSpace string: nprobe=16, efSearch=128"
     )
+    p.add_argument(
+        "--allow-other-checkpoint",
+        action="store_true",
+        help="accept a --checkpoint other than the one the index was built with (a warning, worse hits)",
+    )
     args = p.parse_args(argv)
     if args.k < 1:
         p.error("-k must be at least 1")
@@ -103,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imgsearch-search: {args.index} is not an index directory (no manifest.json)", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    from imgsearch.models.checkpoint import CheckpointError
     from imgsearch.retrieval.filters import parse_filters
     from imgsearch.retrieval.index import IndexCompatibilityError
     from imgsearch.retrieval.search import Searcher
@@ -110,7 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         filters = parse_filters(args.filter)
         searcher = Searcher.from_index_dir(
-            args.index, device=args.device, checkpoint=args.checkpoint, search_params=args.search_params
+            args.index,
+            device=args.device,
+            checkpoint=args.checkpoint,
+            allow_other_checkpoint=args.allow_other_checkpoint,
+            search_params=args.search_params,
         )
         results = searcher.search(
             images,
@@ -119,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             filters=filters,
             group_by_product=args.group,
         )
-    except (FileNotFoundError, IndexCompatibilityError, ValueError) as exc:
+    except (FileNotFoundError, IndexCompatibilityError, ValueError, CheckpointError) as exc:
         print(f"imgsearch-search: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:

@@ -31,10 +31,13 @@ from omegaconf import DictConfig, OmegaConf
 from imgsearch.cli.inputs import CATALOGUE_FILE, resume_checkpoint
 from imgsearch.data.datamodule import CatalogueDataModule, class_names_of
 from imgsearch.data.schema import catalogue_hash, read_catalogue
+from imgsearch.models.checkpoint import CheckpointError, read_resume_checkpoint
 from imgsearch.utils.config import config_dir
 from imgsearch.utils.instantiators import instantiate_callbacks, instantiate_loggers
+from imgsearch.utils.quiet import quiet_known_noise
 from imgsearch.utils.summary import render_summary, scalar_metrics, write_metrics
 from imgsearch.utils.tracking import log_hyperparameters, tracking
+from imgsearch.utils.validate import TRAIN_RULES, ConfigError, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ``optimized_metric`` (name and value, the value a sweeper maximises).
     """
     _check_multirun_ddp(cfg)
+    validate_config(cfg, TRAIN_RULES)
     resume = resume_checkpoint(cfg)  # a wrong path or run fails before any data is read
+    if resume is not None:
+        read_resume_checkpoint(resume)  # a bad checkpoint fails now, in one line, not after set-up
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +159,8 @@ def _fit_and_test(
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         log.info("fitting%s", f" (resuming from {resume})" if resume else "")
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+        # weights_only passed explicitly: the environment (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) cannot undo it
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics.update(scalar_metrics(trainer.callback_metrics))
     best_path, best_score, monitor = _best_checkpoint(trainer)
     if monitor and best_score is not None:
@@ -167,7 +174,7 @@ def _fit_and_test(
         else:
             test_ckpt = resume
         log.info("testing %s", test_ckpt or "the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt)
+        trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
         metrics.update(
             {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith("test/")}
         )
@@ -200,7 +207,11 @@ def _fit_and_test(
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the optimized metric for sweepers (Optuna maximises it)."""
-    record = train(cfg)
+    quiet_known_noise()
+    try:
+        record = train(cfg)
+    except (CheckpointError, ConfigError) as exc:
+        raise SystemExit(str(exc)) from None  # the message names the file, the cause and the fix
     value = record["optimized_metric"]["value"]
     return float(value) if value is not None else None
 

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from imgsearch.utils.progress import progress
+
 log = logging.getLogger(__name__)
 
 #: Images with more pixels than this are refused as decompression bombs (``reason="too_large"``).
@@ -99,17 +101,29 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im
 
 
-def _decode(source: str | io.BytesIO, path: str, draft_size: tuple[int, int] | None) -> Image.Image:
+def _decode(
+    source: str | io.BytesIO,
+    path: str,
+    draft_size: tuple[int, int] | None,
+    max_pixels: int | None = None,
+    max_side: int | None = None,
+) -> Image.Image:
+    # the tighter of the module-wide guard and the caller's budget (a service sets its own)
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else min(int(max_pixels), MAX_IMAGE_PIXELS)
+    if max_side is not None and draft_size is None:
+        draft_size = (int(max_side), int(max_side))
     try:
         with Image.open(source) as im:
             w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise ImageDecodeError(
-                    path, "too_large", f"{w}x{h} pixels > MAX_IMAGE_PIXELS={MAX_IMAGE_PIXELS}"
-                )
+            if w * h > limit:
+                name = "MAX_IMAGE_PIXELS" if max_pixels is None else "the pixel budget"
+                raise ImageDecodeError(path, "too_large", f"{w}x{h} pixels > {name}={limit}")
             if draft_size is not None and im.format == "JPEG":
                 im.draft("RGB", tuple(draft_size))
             im.load()  # decode every byte now, so a truncated file fails here and not mid-epoch
+            if max_side is not None and max(im.size) > max_side:
+                # shrink in the decoded mode (1 or 8 bit for many bombs) before the RGB copy triples it
+                im.thumbnail((int(max_side), int(max_side)))
             try:
                 upright = ImageOps.exif_transpose(im)
             except Exception as exc:  # a broken EXIF block must not cost a good image
@@ -152,7 +166,13 @@ def _check_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def load_image(path: str | os.PathLike[str], *, draft_size: tuple[int, int] | None = None) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    draft_size: tuple[int, int] | None = None,
+    max_pixels: int | None = None,
+    max_side: int | None = None,
+) -> Image.Image:
     """Decode an image file to an 8-bit RGB ``PIL.Image``, upright, fully loaded.
 
     Args:
@@ -160,21 +180,30 @@ def load_image(path: str | os.PathLike[str], *, draft_size: tuple[int, int] | No
         draft_size: for JPEGs, let the decoder produce a smaller image (DCT scaling, 1/2 to
             1/8) that is still at least this ``(width, height)``; much faster for thumbnails and
             models with small inputs. Other formats ignore it. The exact size is not guaranteed.
+        max_pixels: refuse (``too_large``) images with more pixels than this, read from the header
+            before any decoding; the module-wide :data:`MAX_IMAGE_PIXELS` applies in any case.
+        max_side: return at most this many pixels on the longer side (aspect kept): JPEGs are
+            decoded at reduced DCT scale, other formats shrunk before the conversion to RGB.
 
     Raises:
         ImageDecodeError: with ``reason`` in :data:`SKIP_REASONS`.
     """
     p = _check_file(path)
-    return _decode(str(p), str(p), draft_size)
+    return _decode(str(p), str(p), draft_size, max_pixels, max_side)
 
 
 def load_image_bytes(
-    data: bytes, path: str | os.PathLike[str] = "<bytes>", *, draft_size: tuple[int, int] | None = None
+    data: bytes,
+    path: str | os.PathLike[str] = "<bytes>",
+    *,
+    draft_size: tuple[int, int] | None = None,
+    max_pixels: int | None = None,
+    max_side: int | None = None,
 ) -> Image.Image:
     """:func:`load_image` for bytes already in memory (uploads, or a file read once for hashing)."""
     if not data:
         raise ImageDecodeError(path, "empty", "0 bytes")
-    return _decode(io.BytesIO(data), str(path), draft_size)
+    return _decode(io.BytesIO(data), str(path), draft_size, max_pixels, max_side)
 
 
 @dataclass
@@ -251,7 +280,14 @@ def verify_images(df: pd.DataFrame, *, workers: int | None = None) -> tuple[pd.D
     unique = list(dict.fromkeys(paths))
     n_workers = workers or min(8, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=max(1, n_workers)) as pool:
-        results = dict(zip(unique, pool.map(_verify_one, unique), strict=True))
+        checked = progress(
+            pool.map(_verify_one, unique),
+            total=len(unique),
+            desc="verifying images",
+            logger=log,
+            unit="image",
+        )
+        results = dict(zip(unique, checked, strict=True))
     hashes, keep = [], []
     for item_id, path in zip(df["item_id"].tolist(), paths, strict=True):
         digest, reason, detail = results[path]

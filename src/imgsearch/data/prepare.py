@@ -191,6 +191,10 @@ def prepare_catalogue(
         fail("the reader returned no rows (check the image directory and the reader report)")
     no_label = table["label"].str.strip() == ""
     counts["no_label"] = int(no_label.sum())
+    no_label_items = [
+        {"item_id": i, "image_path": p, "reason": "no_label", "detail": "empty label"}
+        for i, p in zip(table.loc[no_label, "item_id"], table.loc[no_label, "image_path"], strict=True)
+    ]
     table = table[~no_label].reset_index(drop=True)
     if table.empty:
         fail(f"all {counts['input_rows']} rows have an empty label")
@@ -267,12 +271,20 @@ def prepare_catalogue(
     skipped = images.to_dict()
     skipped["source_files"] = sources
     skipped["counts"] = {**skipped["counts"], **{k: v for k, v in counts.items() if k not in ("input_rows",)}}
-    skipped["items"] = skipped["items"] + dup_items
+    # what the reader dropped before prepare saw the table (ids, labels, missing images, bad lines)
+    reader_items = [dict(d) for d in attrs_report.get("dropped") or []]
+    for item in reader_items:
+        skipped["counts"][item["reason"]] = skipped["counts"].get(item["reason"], 0) + 1
+    skipped["items"] = reader_items + no_label_items + skipped["items"] + dup_items
+    filtered = sum(counts.get(k, 0) for k in ("not_in_top_k", "rare_class", "over_class_cap"))
+    skipped["rows_read"] = attrs_report.get("rows_read", counts["input_rows"])
+    skipped["dropped"] = len(skipped["items"]) + filtered  # every row not in the catalogue, any reason
     skipped["dropped_classes"] = rare if rare_classes == "drop" else []
     skipped["merged_classes"] = rare if rare_classes == "other" else []
     if report_dir is not None:
         atomic_write_json(Path(report_dir) / "skipped.json", skipped)
     out = validate_catalogue(table)
+    attrs_report.pop("dropped", None)  # listed in skipped.json; not carried in every frame's attrs
     out.attrs["report"] = {**attrs_report, "prepare": {**counts, "images": images.to_dict() | {"items": []}}}
     log.info(
         "prepared %s: %d rows in %d classes (train %d / val %d / test %d); skipped: %s, %d duplicates",

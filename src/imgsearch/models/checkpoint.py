@@ -49,6 +49,35 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return dict(ckpt)
 
 
+def read_resume_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Check a checkpoint to resume training from, the same way as any other: ``weights_only=True``.
+
+    Training then resumes with ``trainer.fit(..., weights_only=True)``: passed explicitly, so that
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` in the environment cannot turn a malicious ``last.ckpt``
+    into code run at resume. Raises :class:`CheckpointError` with one line (file, cause, fix).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: checkpoint {path} not found; check ckpt_path=")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"cannot resume from {path}: the file is empty (a run killed while saving?); "
+            "resume from another checkpoint of the run or drop ckpt_path="
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot resume from {path}: not a readable checkpoint, or one holding objects other "
+            f"than weights ({type(exc).__name__}: {cause[:200]}); "
+            "resume from another checkpoint, or drop ckpt_path="
+        ) from exc
+    if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
+        raise CheckpointError(f"cannot resume from {path}: not a Lightning checkpoint (no 'state_dict')")
+    return dict(ckpt)
+
+
 def load_classifier(path: str | Path, map_location: Any = "cpu") -> ImageClassifier:
     """The :class:`ImageClassifier` stored at ``path``, in eval mode.
 

@@ -16,6 +16,7 @@ Index positions are the FAISS ids (``0 .. ntotal-1``), so no ``IndexIDMap`` is n
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -38,6 +39,18 @@ INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.csv"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
+#: Manifest key of the sha256 of the other two files, written by :func:`save_index_dir` and checked by
+#: :func:`load_index_dir`: flipped bytes in ``index.faiss`` load fine and silently change the hits.
+FILES_KEY = "files"
+
+
+def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
 
 METRICS: dict[str, int] = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
@@ -246,6 +259,18 @@ def _json_normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def image_roots(items: pd.DataFrame) -> list[str]:
+    """The fewest folders that hold every item's image (resolved): what serve may stream from."""
+    if "image_path" not in items.columns:
+        return []
+    parents = sorted({str(Path(p).resolve().parent) for p in items["image_path"].astype(str) if p})
+    roots: list[str] = []
+    for folder in parents:  # sorted, so a folder comes right after any ancestor already kept
+        if not roots or not Path(folder).is_relative_to(roots[-1]):
+            roots.append(folder)
+    return roots
+
+
 def make_manifest(
     *,
     index: faiss.Index,
@@ -305,6 +330,7 @@ def make_manifest(
                 "rows": catalogue_rows,
                 "items": len(items),
                 "items_sha256": catalogue_hash(items),
+                "image_roots": image_roots(items),
                 "skipped": len(skipped),
                 "skipped_items": list(skipped)[:1000],
             },
@@ -328,7 +354,9 @@ def save_index_dir(
     with atomic_dir(directory) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
         write_catalogue(items, tmp / ITEMS_FILE)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(dict(manifest), indent=2) + "\n", encoding="utf-8")
+        hashes = {name: file_sha256(tmp / name) for name in (INDEX_FILE, ITEMS_FILE)}
+        record = {**dict(manifest), FILES_KEY: hashes}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info("wrote index directory %s (%d items)", directory, len(items))
     return directory
 
@@ -378,6 +406,17 @@ def resolve_image_root(
     return recorded if recorded.is_dir() or not beside.is_dir() else beside
 
 
+def _rebase_image_roots(manifest: dict[str, Any], root: Path) -> None:
+    """The folders serve may stream from, moved along with the image root they were recorded under."""
+    catalogue = manifest.get("catalogue") or {}
+    old_root, roots = (catalogue.get("image_root") or {}).get("path"), catalogue.get("image_roots")
+    if not old_root or not roots or Path(old_root) == root:
+        return
+    catalogue["image_roots"] = [
+        str(root / os.path.relpath(r, old_root)) if Path(r).is_relative_to(old_root) else r for r in roots
+    ]
+
+
 def resolve_checkpoint_path(directory: str | os.PathLike[str], manifest: Mapping[str, Any]) -> Path | None:
     """The checkpoint an index was built with: its recorded path, or the same file relative to the index
     directory when the two were moved together."""
@@ -396,12 +435,16 @@ def load_index_dir(
 ) -> tuple[faiss.Index, pd.DataFrame, dict[str, Any]]:
     """Read an index directory written by :func:`save_index_dir`; checks that its parts agree.
 
-    ``image_root`` overrides where the images are (see :func:`resolve_image_root`); the returned items hold
-    absolute image paths.
+    The sha256 of ``index.faiss`` and ``items.csv`` recorded in the manifest are checked first, and
+    then dropped from the manifest returned (it is the one given to :func:`save_index_dir`). An index
+    written before they were recorded loads with a warning. ``image_root`` overrides where the images are
+    (see :func:`resolve_image_root`); the returned items hold absolute image paths, and the manifest's
+    ``catalogue.image_roots`` (what serve may stream from) follow the images when they moved.
 
     Raises:
         FileNotFoundError: the directory or one of its three files is missing.
-        IndexCompatibilityError: index, items and manifest disagree (sizes, dimension).
+        IndexCompatibilityError: a file changed since it was written, cannot be read, or index, items
+            and manifest disagree (sizes, dimension); the message is one line naming the file.
     """
     directory = Path(directory)
     missing = [n for n in (INDEX_FILE, ITEMS_FILE, MANIFEST_FILE) if not (directory / n).is_file()]
@@ -411,11 +454,37 @@ def load_index_dir(
         manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise IndexCompatibilityError(f"{directory / MANIFEST_FILE}: not valid JSON ({exc})") from exc
-    index = faiss.read_index(str(directory / INDEX_FILE))
-    items = read_catalogue(directory / ITEMS_FILE)
+    if not isinstance(manifest, dict):
+        raise IndexCompatibilityError(f"{directory / MANIFEST_FILE}: not a manifest (a JSON object)")
+    recorded = manifest.pop(FILES_KEY, None)
+    if isinstance(recorded, Mapping):
+        for name in (INDEX_FILE, ITEMS_FILE):
+            want, got = recorded.get(name), file_sha256(directory / name)
+            if want and got != want:
+                raise IndexCompatibilityError(
+                    f"{directory / name} changed since the index was written (sha256 {got[:12]}... != "
+                    f"{want[:12]}... in manifest.json): it is corrupt or was edited; rebuild the index"
+                )
+    else:
+        log.warning("%s records no file hashes (an older index): its files cannot be verified", directory)
+    try:
+        index = faiss.read_index(str(directory / INDEX_FILE))
+    except RuntimeError as exc:  # FAISS reports truncated or foreign files as RuntimeError
+        cause = next((ln for ln in str(exc).splitlines() if ln.strip()), "unreadable")
+        raise IndexCompatibilityError(
+            f"{directory / INDEX_FILE} is not a readable FAISS index ({cause.strip()[:160]}); "
+            "rebuild the index"
+        ) from exc
+    try:
+        items = read_catalogue(directory / ITEMS_FILE)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCompatibilityError(
+            f"{directory / ITEMS_FILE} is not a readable item table ({exc})"
+        ) from exc
     root = resolve_image_root(directory, manifest, image_root)
     if root is not None:
         items["image_path"] = [str(root / p) if p else "" for p in items["image_path"].astype(str)]
+        _rebase_image_roots(manifest, root)
     if index.ntotal != len(items):
         raise IndexCompatibilityError(
             f"{directory}: index holds {index.ntotal} vectors but items.csv has {len(items)} rows"

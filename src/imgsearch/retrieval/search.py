@@ -162,6 +162,7 @@ class Searcher:
         *,
         device: str = "cpu",
         checkpoint: str | os.PathLike[str] | None = None,
+        allow_other_checkpoint: bool = False,
         image_root: str | os.PathLike[str] | None = None,
         search_params: str | None = None,
     ) -> Searcher:
@@ -170,8 +171,11 @@ class Searcher:
         Args:
             index_dir: written by ``imgsearch-index``.
             device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-            checkpoint: use this checkpoint instead of the manifest's (no sha256 check, but the
-                compatibility guard still runs).
+            checkpoint: use this checkpoint instead of the manifest's path (the compatibility guard
+                runs, then its sha256 must be the one recorded: a checkpoint of another run with the
+                same backbone fits the index but embeds differently, and its hits are wrong).
+            allow_other_checkpoint: accept an explicit checkpoint whose sha256 differs from the
+                recorded one, with a warning (e.g. to compare two models against one index).
             search_params: FAISS ParameterSpace string (``nprobe=16``, ``efSearch=128``) instead of the
                 manifest's ``index.search_params``.
             image_root: where the catalogue's images are now, when they moved (default: as recorded, or
@@ -188,6 +192,22 @@ class Searcher:
         module = None
         if checkpoint is not None:
             module = load_classifier(checkpoint, map_location="cpu")
+            searcher = cls(
+                index, items, manifest, module, device=device, search_params=search_params
+            )  # the shape guard first
+            want, got = recorded.get("sha256"), checkpoint_sha256(checkpoint)
+            if want and got != want:
+                msg = (
+                    f"checkpoint {checkpoint} is not the one the index {index_dir} was built with (sha256 "
+                    f"{got[:12]}... != {want[:12]}...), so its vectors are not comparable with the index's"
+                )
+                if not allow_other_checkpoint:
+                    raise IndexCompatibilityError(
+                        f"{msg}; pass the index's checkpoint, rebuild the index with this one, or allow it "
+                        "explicitly (--allow-other-checkpoint / allow_other_checkpoint=true)"
+                    )
+                log.warning("%s; searching with it anyway (allow_other_checkpoint), expect worse hits", msg)
+            return searcher
         elif recorded.get("path"):
             path = resolve_checkpoint_path(index_dir, manifest)
             if not path.is_file():

@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException
 
 import imgsearch
 from imgsearch.data.schema import optional_price
+from imgsearch.serve.limits import DecodeLimits, DecodeSlots
 from imgsearch.serve.upload import (
     MULTIPART_OVERHEAD_BYTES,
     BodySizeLimit,
@@ -119,6 +120,8 @@ def create_app(
     restrict_to_predicted: bool = False,
     model_name: str = "",
     details: Mapping[str, Any] | None = None,
+    decode_limits: DecodeLimits | None = None,
+    image_roots: Sequence[str | Path] | None = None,
 ) -> FastAPI:
     """The FastAPI app over an already loaded searcher.
 
@@ -130,6 +133,10 @@ def create_app(
         restrict_to_predicted: search only the predicted category (classify-then-search).
         model_name: shown by ``/health``.
         details: extra facts for ``/health`` (e.g. from the index manifest).
+        decode_limits: pixel budget, reduced-size decoding and decodes at once
+            (:mod:`imgsearch.serve.limits`; default :class:`DecodeLimits`).
+        image_roots: stream item images only from under these folders (the index's recorded
+            image roots); ``None`` trusts the item table's paths.
     """
     if not 1 <= top_k <= MAX_K:
         raise ValueError(f"top_k must be within 1..{MAX_K}, got {top_k}")
@@ -153,6 +160,9 @@ def create_app(
     # Torch and FAISS each use all cores per call; queued requests would only fight over them.
     search_lock = threading.Lock()
     too_big = too_big_message(max_upload_bytes)
+    limits = decode_limits or DecodeLimits()
+    slots = DecodeSlots(limits)
+    roots = None if image_roots is None else [Path(r).resolve() for r in image_roots]
 
     app = FastAPI(
         title="imgsearch",
@@ -160,6 +170,7 @@ def create_app(
         description="Upload a product photo; get its predicted category and the most similar products.",
         version=imgsearch.__version__,
     )
+    app.state.decode_slots = slots  # read by tests and operators: in_use, peak, refused
     app.add_middleware(
         BodySizeLimit,
         max_bytes=max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
@@ -169,14 +180,16 @@ def create_app(
 
     @app.exception_handler(UploadRejected)
     async def _upload_rejected(request: Request, exc: UploadRejected) -> JSONResponse:
-        return JSONResponse({"detail": exc.message, "reason": exc.reason}, status_code=exc.status_code)
+        return JSONResponse(
+            {"detail": exc.message, "reason": exc.reason}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(413)
     async def _too_large(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail, "reason": "too_big"}, status_code=413)
 
     def decode_and_search(data: bytes, filename: str, k: int) -> SearchResponse:
-        image = decode_upload(data, filename, max_bytes=max_upload_bytes)
+        image = decode_upload(data, filename, max_bytes=max_upload_bytes, limits=limits, slots=slots)
         with search_lock:
             (result,) = searcher.search([image], k=k, restrict_to_predicted=restrict_to_predicted)
         hits = [
@@ -204,6 +217,7 @@ def create_app(
             (413, f"upload over {too_big}"),
             (415, "not a JPEG/PNG/WebP/GIF/BMP image"),
             (422, "image that cannot be decoded (reason: truncated, not_an_image, too_large, ...)"),
+            (503, "every decode slot is busy; retry after the Retry-After header's seconds"),
         )
     }
 
@@ -230,6 +244,9 @@ def create_app(
         path = image_paths.get(item_id)
         if not path:
             raise HTTPException(404, detail="no catalogue item with this id")
+        if roots is not None and not _under_any(Path(path), roots):
+            log.warning("refusing the image of item %r: %s is outside the index's image roots", item_id, path)
+            raise HTTPException(404, detail="this item's image is missing on the server")
         if not Path(path).is_file():
             log.warning("image of item %r is missing on disk: %s", item_id, path)
             raise HTTPException(404, detail="this item's image is missing on the server")
@@ -263,6 +280,12 @@ def create_app(
     return app
 
 
+def _under_any(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether ``path`` (symlinks and ``..`` resolved) lies inside one of ``roots``."""
+    real = path.resolve()
+    return any(real.is_relative_to(root) for root in roots)
+
+
 def manifest_facts(manifest: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """``(model name, facts for /health)`` from an index manifest (``imgsearch.retrieval.index``).
 
@@ -285,6 +308,16 @@ def manifest_facts(manifest: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         "created": manifest.get("created"),
     }
     return str(model.get("backbone") or ""), {k: v for k, v in facts.items() if v is not None}
+
+
+def image_roots_of(manifest: Mapping[str, Any]) -> list[str] | None:
+    """The image folders an index recorded (``catalogue.image_roots``); ``None`` for an older index."""
+    catalogue = manifest.get("catalogue")
+    roots = catalogue.get("image_roots") if isinstance(catalogue, Mapping) else None
+    if not isinstance(roots, list):
+        log.warning("the index manifest records no image roots (an older index); images are not confined")
+        return None
+    return [str(r) for r in roots]
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:
@@ -330,12 +363,14 @@ def serve(cfg: Any) -> None:
             index_dir,
             device=str(cfg.device),
             checkpoint=to_absolute_path(str(checkpoint)) if checkpoint else None,
+            allow_other_checkpoint=bool(cfg.get("allow_other_checkpoint", False)),
         )
     except (FileNotFoundError, ValueError, CheckpointError) as exc:  # IndexCompatibilityError is a ValueError
         raise SystemExit(f"cannot serve {index_dir}: {exc}") from exc
     if cfg.restrict_to_predicted and getattr(searcher, "module", None) is None:
         raise SystemExit(f"restrict_to_predicted=true needs a classifier, and the index {index_dir} has none")
-    model_name, facts = manifest_facts(getattr(searcher, "manifest", None) or read_manifest(index_dir))
+    manifest = getattr(searcher, "manifest", None) or read_manifest(index_dir)
+    model_name, facts = manifest_facts(manifest)
     app = create_app(
         searcher,
         max_upload_bytes=int(float(cfg.max_upload_mb) * 1024 * 1024),
@@ -343,6 +378,8 @@ def serve(cfg: Any) -> None:
         restrict_to_predicted=bool(cfg.restrict_to_predicted),
         model_name=model_name,
         details=facts,
+        decode_limits=DecodeLimits(**{k: int(v) for k, v in (cfg.get("decode") or {}).items()}),
+        image_roots=image_roots_of(manifest),
     )
     log.info("serving %d items from %s on http://%s:%s/", len(searcher.items), index_dir, cfg.host, cfg.port)
     uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="info")

@@ -10,12 +10,14 @@ request body or file over the size limit      413     ``too_big``
 0 bytes                                       400     ``empty``
 not JPEG/PNG/WebP/GIF/BMP by its first bytes  415     ``unsupported_type``
 known type, but cannot be decoded             422     the decoder's reason
+more pixels than the service's pixel budget   422     ``too_large``
+every decode slot busy (``serve/limits.py``)  503     ``busy`` + ``Retry-After``
 ============================================  ======  =====================
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 from starlette.datastructures import Headers
@@ -24,6 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsearch.data.images import ImageDecodeError, load_image_bytes
+from imgsearch.serve.limits import DecodeBusy, DecodeLimits, DecodeSlots
 
 #: Accepted upload types. The first bytes decide, not the client's Content-Type header or file
 #: name, which a browser guesses from the extension and an attacker sets at will.
@@ -40,6 +43,7 @@ class UploadRejected(Exception):
     status_code: int
     message: str
     reason: str
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.message
@@ -73,13 +77,22 @@ def too_big_message(max_bytes: int) -> str:
     return f"the upload is larger than the {format_size(max_bytes)} limit; send a smaller photo"
 
 
-def decode_upload(data: bytes, filename: str, *, max_bytes: int) -> Image.Image:
+def decode_upload(
+    data: bytes,
+    filename: str,
+    *,
+    max_bytes: int,
+    limits: DecodeLimits | None = None,
+    slots: DecodeSlots | None = None,
+) -> Image.Image:
     """Check an uploaded file and decode it with the project's guarded decoder.
 
     Args:
         data: the file's bytes.
         filename: the client's name for it (only used in messages).
         max_bytes: the largest file accepted.
+        limits: pixel budget and reduced-size decoding (none: only the module-wide bomb guard).
+        slots: decode slots to take one of, so that decodes at once are bounded.
 
     Raises:
         UploadRejected: see the module docstring for status codes and reasons.
@@ -95,7 +108,14 @@ def decode_upload(data: bytes, filename: str, *, max_bytes: int) -> Image.Image:
             415, f"{name!r} is not a supported image: its content is none of {accepted}", "unsupported_type"
         )
     try:
-        return load_image_bytes(data, name)
+        kwargs = {} if limits is None else {"max_pixels": limits.max_pixels, "max_side": limits.max_side}
+        if slots is None:
+            return load_image_bytes(data, name, **kwargs)
+        return slots.run(load_image_bytes, data, name, **kwargs)
+    except DecodeBusy as exc:
+        raise UploadRejected(
+            503, f"{name!r}: {exc}", "busy", headers={"Retry-After": str(exc.retry_after_s)}
+        ) from exc
     except ImageDecodeError as exc:
         detail = f" ({exc.detail})" if exc.detail else ""
         raise UploadRejected(422, f"{name!r} could not be decoded: {exc.reason}{detail}", exc.reason) from exc

@@ -6,9 +6,12 @@ Everything is written to a temporary file in the destination directory (same fil
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,12 +76,39 @@ def atomic_write_with(
     return Path(target)
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange_paths(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns ``False`` where the system has no such call (other OSes, old kernels, some file
+    systems), so the caller can fall back to two renames.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: no exchange here; rename instead
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
 @contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a whole directory in a sibling temp dir and swap it in at the end.
 
     The previous directory (if any) stays intact until the new one is complete; an exception
-    inside the block leaves it untouched.
+    inside the block leaves it untouched. On Linux the new directory replaces the old one in one
+    atomic exchange, so a reader always finds a complete index at ``target`` (two renames leave a
+    moment with none); the old one is removed only after that.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -87,10 +117,13 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old.{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
+        if target.exists() and exchange_paths(tmp, target):
+            old = tmp  # after the exchange, tmp holds the previous directory
+        else:
+            if target.exists():
+                old = target.with_name(f".{target.name}.old.{os.getpid()}")
+                os.replace(target, old)
+            os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

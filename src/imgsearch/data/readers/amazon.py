@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -146,38 +147,49 @@ def _read_file(path: Path, label_level: int) -> tuple[list[dict[str, Any]], dict
     n_lines = 0
     malformed: list[int] = []
     errors: list[str] = []
-    for lineno, line in _lines(path):
-        n_lines = lineno
-        text = _unwrap(line)
-        if not text:
-            continue
-        if fmt is None:
-            try:
-                rec, fmt, parse = _parse_json(text), "2018", _parse_json
-            except ValueError:
+    truncated = ""
+    try:
+        for lineno, line in _lines(path):
+            n_lines = lineno
+            text = _unwrap(line)
+            if not text:
+                continue
+            if fmt is None:
                 try:
-                    rec, fmt, parse = _parse_literal(text), "2014", _parse_literal
+                    rec, fmt, parse = _parse_json(text), "2018", _parse_json
+                except ValueError:
+                    try:
+                        rec, fmt, parse = _parse_literal(text), "2014", _parse_literal
+                    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+                        malformed.append(lineno)
+                        errors.append(f"line {lineno}: {type(exc).__name__}: {str(exc)[:100]}")
+                        continue
+            else:
+                try:
+                    rec = parse(text)  # type: ignore[misc]
                 except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
                     malformed.append(lineno)
-                    errors.append(f"line {lineno}: {type(exc).__name__}: {str(exc)[:100]}")
+                    if len(errors) < 20:
+                        errors.append(f"line {lineno}: {type(exc).__name__}: {str(exc)[:100]}")
                     continue
-        else:
-            try:
-                rec = parse(text)  # type: ignore[misc]
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+            if not isinstance(rec, dict) or not str(rec.get("asin") or "").strip():
                 malformed.append(lineno)
                 if len(errors) < 20:
-                    errors.append(f"line {lineno}: {type(exc).__name__}: {str(exc)[:100]}")
+                    errors.append(f"line {lineno}: not a record with an 'asin'")
                 continue
-        if not isinstance(rec, dict) or not str(rec.get("asin") or "").strip():
-            malformed.append(lineno)
-            if len(errors) < 20:
-                errors.append(f"line {lineno}: not a record with an 'asin'")
-            continue
-        fields = _record_2014(rec, label_level) if fmt == "2014" else _record_2018(rec, label_level)
-        fields["asin"] = str(rec["asin"]).strip()
-        fields["line"] = lineno
-        rows.append(fields)
+            fields = _record_2014(rec, label_level) if fmt == "2014" else _record_2018(rec, label_level)
+            fields["asin"] = str(rec["asin"]).strip()
+            fields["line"] = lineno
+            rows.append(fields)
+    except (EOFError, OSError, zlib.error) as exc:  # a cut-off .gz: keep what was read before the cut
+        truncated = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        log.warning(
+            "%s is truncated (%s) after line %d; kept the %d record(s) read before the cut",
+            path,
+            truncated,
+            n_lines,
+            len(rows),
+        )
     if not rows and fmt is None and n_lines:
         # a pretty-printed JSON array: no line is a record on its own
         try:
@@ -200,6 +212,7 @@ def _read_file(path: Path, label_level: int) -> tuple[list[dict[str, Any]], dict
         "malformed": len(malformed),
         "malformed_lines": malformed[:_MAX_LINE_NUMBERS],
         "malformed_examples": errors[:20],
+        "truncated": truncated,
     }
     if malformed:
         log.warning(
@@ -256,6 +269,7 @@ def read_amazon(
         "files": file_reports,
         "records": len(rows),
         "malformed": sum(r["malformed"] for r in file_reports),
+        "truncated_files": [r["file"] for r in file_reports if r["truncated"]],
     }
     if not rows:
         out = empty_catalogue()
