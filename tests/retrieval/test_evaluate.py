@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -250,3 +251,13 @@ def test_one_photo_per_product_skips_product_relevance_with_a_note(catalogue, tm
     with pytest.raises(ValueError, match="no relevance notion can be evaluated"):
         evaluate_retrieval(one_view, None, relevance=["product"], main=Setting(embedding="pixels"),
                            compare={}, num_workers=0, trainer_kwargs=CPU, pixel_size=8)  # fmt: skip
+
+
+def test_search_loop_logs_one_summary_line_not_a_bar(caplog):
+    # in a log file (no terminal) the evaluation loop writes one line with its count, no bar frames
+    rng = np.random.default_rng(0)
+    q, g = rng.standard_normal((10, 4)).astype(np.float32), rng.standard_normal((30, 4)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="imgsearch.retrieval.scoring"):
+        search_relevance(q, g, ["a"] * 10, ["a", "b", "c"] * 10, ks=(1,), batch_size=4)
+    lines = [r.getMessage() for r in caplog.records if r.name == "imgsearch.retrieval.scoring"]
+    assert len(lines) == 1 and lines[0].startswith("searching query blocks: 3 blocks in")

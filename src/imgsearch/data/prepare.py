@@ -33,6 +33,7 @@ import pandas as pd
 from imgsearch.data.images import SkipReport, verify_images
 from imgsearch.data.schema import SPLITS, validate_catalogue
 from imgsearch.utils.atomic import atomic_write_json
+from imgsearch.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ def _sources(df: pd.DataFrame) -> str:
 def _hash_files(df: pd.DataFrame, report: SkipReport) -> pd.DataFrame:
     """content_hash without decoding (``verify=False``); unreadable files are skipped."""
     hashes, keep = [], []
-    for item_id, path in zip(df["item_id"], df["image_path"], strict=True):
+    rows = progress(zip(df["item_id"], df["image_path"], strict=True), total=len(df), desc="hashing images",
+                    logger=log, unit="image")  # fmt: skip
+    for item_id, path in rows:
         try:
             hashes.append(hashlib.sha1(Path(path).read_bytes()).hexdigest() if path else "")
             keep.append(bool(path))

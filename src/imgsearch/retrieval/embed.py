@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from imgsearch.data.datamodule import default_num_workers
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
 from imgsearch.data.transforms import PIXEL_SIZE, draft_size_for, eval_transform, pixel_transform
+from imgsearch.utils.progress import is_terminal
 
 try:  # private in Lightning 2.x; without it the spawn guard is skipped, nothing else changes
     from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
@@ -206,6 +207,8 @@ def embed_catalogue(
         "logger": False,
         "enable_checkpointing": False,
         "enable_model_summary": False,
+        # Lightning's bar in a log file is a wall of "0.00it/s"; the caller can still ask for it
+        "enable_progress_bar": is_terminal(),
     }
     kwargs.update(dict(trainer_kwargs or {}))
     kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), collector]

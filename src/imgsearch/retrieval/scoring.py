@@ -16,6 +16,7 @@ and counted (``queries_without_relevant``). An empty query or gallery set is an 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ from imgsearch.retrieval.index import (
     search_within_groups,
     set_search_params,
 )
+from imgsearch.utils.progress import progress
+
+log = logging.getLogger(__name__)
 
 RELEVANCE = ("label", "product")
 
@@ -218,7 +222,10 @@ def search_relevance(
         top_relevant[members, :width] = relevant[:, :width]
 
     def search_block(members: np.ndarray) -> None:
-        for start in range(0, len(members), batch_size):
+        starts = range(0, len(members), batch_size)
+        for start in progress(
+            starts, total=len(starts), desc="searching query blocks", logger=log, unit="block"
+        ):
             block = members[start : start + batch_size]
             if restrict_query is None:
                 _, found = search_batched(index, queries[block], k_search, batch_size=batch_size)
