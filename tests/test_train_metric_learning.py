@@ -120,7 +120,7 @@ def build_run_catalogue_from(run: Path):
 
 
 def test_metric_learning_beats_cross_entropy_at_product_level(demo_root: Path, tmp_path: Path) -> None:
-    """Same seed, data, backbone and steps; only the loss differs (CE alone vs CE at 0.2 + SupCon on products).
+    """Same seed, data, backbone and steps; only the loss differs (CE alone vs CE at 0.2 + product SupCon).
 
     Queries are the model photos of the training products, the gallery every cutout: the catalogue's own
     products, which is what a shop searches. (On products never trained on, this tiny demo is too small for
