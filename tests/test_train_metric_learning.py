@@ -14,6 +14,7 @@ from tests.train_helpers import compose_train, tiny_overrides
 from imgsearch.cli.train import build_run_catalogue, train
 from imgsearch.data.datamodule import CatalogueDataModule
 from imgsearch.data.metric_labels import metric_label_names
+from imgsearch.data.schema import read_catalogue
 from imgsearch.models.checkpoint import load_classifier
 from imgsearch.models.losses import METRIC_LOSSES, build_metric_loss
 
@@ -108,15 +109,9 @@ def _product_map_at_r(record: dict, run: Path, splits: tuple[str, ...]) -> float
     from imgsearch.retrieval.evaluate import evaluate_retrieval
 
     model = load_classifier(record["last_checkpoint"])
-    catalogue = build_run_catalogue_from(run)
+    catalogue = read_catalogue(run / "catalogue.csv")
     report = evaluate_retrieval(catalogue, model, relevance=("product",), num_workers=0, query_splits=splits)
     return float(report.summary["relevance"]["product"]["MAP@R"])
-
-
-def build_run_catalogue_from(run: Path):
-    from imgsearch.data.schema import read_catalogue
-
-    return read_catalogue(run / "catalogue.csv")
 
 
 def test_metric_learning_beats_cross_entropy_at_product_level(demo_root: Path, tmp_path: Path) -> None:
