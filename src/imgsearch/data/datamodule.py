@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
+from imgsearch.data.metric_labels import metric_label_column, metric_label_names
 from imgsearch.data.schema import SPLITS, read_catalogue, validate_catalogue
 from imgsearch.data.transforms import build_transforms, draft_size_for, normalise_data_config
 from imgsearch.utils.config import to_plain_container
@@ -59,6 +60,11 @@ class CatalogueDataModule(L.LightningDataModule):
         draft: let the JPEG decoder shrink large images towards the input size (much faster).
         drop_last: drop the last incomplete training batch; ``None`` = when there is more than
             one batch (a batch of one breaks BatchNorm in training mode).
+        metric_labels: ``category`` | ``product``: training items also carry this metric label
+            (see :mod:`imgsearch.data.metric_labels`); ``None`` = no metric label.
+        m_per_class: draw training batches with ``m_per_class`` photos of each metric label (the
+            category without ``metric_labels``), pytorch-metric-learning's ``MPerClassSampler``, so
+            every batch holds positive pairs; ``batch_size`` must be a multiple of it.
 
     Under DDP nothing needs doing here: Lightning puts a ``DistributedSampler`` (or wraps the
     weighted sampler) around the training loader.
@@ -79,6 +85,8 @@ class CatalogueDataModule(L.LightningDataModule):
         predict_splits: Sequence[str] | None = None,
         draft: bool = True,
         drop_last: bool | None = None,
+        metric_labels: str | None = None,
+        m_per_class: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(catalogue, str | os.PathLike):
@@ -108,6 +116,20 @@ class CatalogueDataModule(L.LightningDataModule):
         self.train_transform, self.eval_transform = build_transforms(self.data_config, train_augment)
         self.draft_size = draft_size_for(self.data_config) if draft else None
         self.datasets: dict[str, CatalogueDataset] = {}
+        self.metric_labels = metric_labels
+        self.metric_label_names = (
+            metric_label_names(self.catalogue, metric_labels) if metric_labels is not None else None
+        )
+        self.m_per_class = int(m_per_class) if m_per_class else None
+        if self.m_per_class is not None:
+            if self.m_per_class < 2:
+                raise ValueError(f"m_per_class must be >= 2 (a positive pair), got {m_per_class}")
+            if self.batch_size % self.m_per_class:
+                raise ValueError(
+                    f"batch_size {self.batch_size} is not a multiple of m_per_class {m_per_class}"
+                )
+            if self.balanced_sampling:
+                raise ValueError("balanced_sampling and m_per_class are two samplers; choose one")
 
     @property
     def num_classes(self) -> int:
@@ -133,7 +155,14 @@ class CatalogueDataModule(L.LightningDataModule):
                     f"{self.catalogue['split'].value_counts().to_dict()}); was it prepared with a split?"
                 )
             tf = self.train_transform if name == "train" else self.eval_transform
-            self.datasets[name] = CatalogueDataset(rows, self.class_to_idx, tf, draft_size=self.draft_size)
+            metric_targets = None
+            if name == "train" and self.metric_label_names is not None:
+                index = {v: i for i, v in enumerate(self.metric_label_names)}
+                column = metric_label_column(str(self.metric_labels))
+                metric_targets = [index[str(v)] for v in rows[column].tolist()]
+            self.datasets[name] = CatalogueDataset(
+                rows, self.class_to_idx, tf, draft_size=self.draft_size, metric_targets=metric_targets
+            )
         return self.datasets[name]
 
     def setup(self, stage: str | None = None) -> None:
@@ -160,6 +189,9 @@ class CatalogueDataModule(L.LightningDataModule):
             if self.balanced_sampling:
                 sampler = self._balanced_sampler(ds)
                 shuffle = False
+            elif self.m_per_class is not None:
+                sampler = self._m_per_class_sampler(ds, batch_size)
+                shuffle = False
             drop_last = len(ds) > batch_size if self.drop_last is None else self.drop_last
         return DataLoader(
             ds,
@@ -172,6 +204,20 @@ class CatalogueDataModule(L.LightningDataModule):
             collate_fn=collate_skip_none,
             drop_last=drop_last,
         )
+
+    def _m_per_class_sampler(self, ds: CatalogueDataset, batch_size: int) -> Any:
+        from pytorch_metric_learning.samplers import MPerClassSampler
+
+        labels = ds.metric_targets if ds.metric_targets is not None else ds.targets
+        m = int(self.m_per_class or 0)
+        if len(set(labels)) * m < batch_size:
+            raise ValueError(
+                f"m_per_class={m} with {len(set(labels))} training labels fills at most "
+                f"{len(set(labels)) * m} photos, fewer than batch_size={batch_size}"
+            )
+        # One epoch = about as many draws as rows, rounded down to whole batches (the sampler's own rule).
+        length = max(batch_size, len(ds) - len(ds) % batch_size)
+        return MPerClassSampler(labels, m, batch_size=batch_size, length_before_new_iter=length)
 
     @staticmethod
     def _balanced_sampler(ds: CatalogueDataset) -> WeightedRandomSampler:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 #: Target of a row whose label is not among the classes (e.g. predicting on a new catalogue).
 UNKNOWN_TARGET = -1
 
-Sample = tuple[torch.Tensor, int, int]
+Sample = tuple[torch.Tensor, int, int] | tuple[torch.Tensor, int, int, int]
 
 
 class CatalogueDataset(Dataset):
@@ -38,6 +38,7 @@ class CatalogueDataset(Dataset):
         transform: PIL image -> tensor (a timm transform).
         draft_size: ``(width, height)`` the JPEG decoder may shrink large images to (at least
             this size) before the transform; ``None`` decodes at full size.
+        metric_targets: per-row metric-learning labels; adds a 4th item element when given.
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class CatalogueDataset(Dataset):
         transform: Callable[[Any], torch.Tensor],
         *,
         draft_size: tuple[int, int] | None = None,
+        metric_targets: Sequence[int] | None = None,
     ) -> None:
         missing = [c for c in ("image_path", "label") if c not in df.columns]
         if missing:
@@ -55,6 +57,11 @@ class CatalogueDataset(Dataset):
         self.targets: list[int] = [class_to_idx.get(str(lbl), UNKNOWN_TARGET) for lbl in df["label"].tolist()]
         self.row_index: list[int] = [int(i) for i in df.index.tolist()]
         self.transform = transform
+        # Labels for a metric-learning loss (product or category index, see data/metric_labels.py): when
+        # given, items are (image, target, row, metric_target) and the classifier reads the 4th element.
+        self.metric_targets = [int(t) for t in metric_targets] if metric_targets is not None else None
+        if self.metric_targets is not None and len(self.metric_targets) != len(self.paths):
+            raise ValueError(f"{len(self.metric_targets)} metric targets for {len(self.paths)} rows")
         self.draft_size = tuple(draft_size) if draft_size is not None else None
         # Shared with DataLoader worker processes (handed over when they start), so the main
         # process sees the skips that happened in the workers.
@@ -77,6 +84,8 @@ class CatalogueDataset(Dataset):
                 self._skipped.value += 1
             log.warning("skipping unreadable image at load time: %s (%s)", exc.path or path, exc.reason)
             return None
+        if self.metric_targets is not None:
+            return self.transform(image), self.targets[i], self.row_index[i], self.metric_targets[i]
         return self.transform(image), self.targets[i], self.row_index[i]
 
 

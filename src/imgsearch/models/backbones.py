@@ -6,8 +6,8 @@ to pooled pre-logits features ``[B, num_features]``, with the preprocessing its 
 itself lives in :class:`imgsearch.models.classifier.ImageClassifier`, so a backbone serves any class count.
 
 Registered names: ``svm`` (raw pixels, for the linear-SVM baseline), ``alexnet`` (torchvision: timm has none),
-``vgg16``, ``vgg16_bn``, ``resnet50``, ``inception_v3``, ``efficientnet_lite0`` (timm); any other timm model
-as ``timm/<name>``.
+``vgg16``, ``vgg16_bn``, ``resnet50``, ``inception_v3``, ``efficientnet_lite0`` / ``lite1`` / ``lite2``
+(timm); any other timm model as ``timm/<name>``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from imgsearch.models.weights import (
     WeightsError,
     apply_state_dict,
     efficientnet_lite0_state_dict,
+    efficientnet_lite1_state_dict,
+    efficientnet_lite2_state_dict,
     load_state_dict_file,
 )
 
@@ -331,4 +333,11 @@ register_backbone(_timm("inception_v3", "inception_v3"))
 # mean/std of 0.5.
 register_backbone(
     _timm("efficientnet_lite0", "tf_efficientnet_lite0", weights_loader=efficientnet_lite0_state_dict)
+)
+# Lite1/Lite2: the same port in the same layout, deeper and wider; their pretrained cfgs set 240/260 px.
+register_backbone(
+    _timm("efficientnet_lite1", "tf_efficientnet_lite1", weights_loader=efficientnet_lite1_state_dict)
+)
+register_backbone(
+    _timm("efficientnet_lite2", "tf_efficientnet_lite2", weights_loader=efficientnet_lite2_state_dict)
 )

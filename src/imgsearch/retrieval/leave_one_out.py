@@ -1,0 +1,100 @@
+"""Leave-one-out product retrieval: every photo queries all the others (the multi-view protocol).
+
+Used where a catalogue has no query/gallery views (``luma-multiview``: 2-4 interchangeable views per product):
+each photo must find the other photos of its product among every other photo of the set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from imgsearch.retrieval.metrics import summarize
+from imgsearch.retrieval.scoring import search_relevance
+
+
+def leave_one_out_scores(
+    vectors: np.ndarray, keys: Sequence[str] | np.ndarray, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
+    """Mean metrics (``recall@1``, ``MAP@R``, ...), every row querying all other rows; relevant = same key.
+
+    Rows whose key has no other row are left out of the averages (counted in ``queries_without_relevant``).
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    keys = np.asarray([str(k) for k in keys], dtype=object)
+    if len(vectors) != len(keys):
+        raise ValueError(f"{len(vectors)} vectors for {len(keys)} keys")
+    n = len(vectors)
+    scores, kept, _, _, _ = search_relevance(
+        vectors, vectors, keys, keys, ks=ks, query_self=np.arange(n, dtype=np.int64)
+    )
+    out = summarize(scores)
+    out["queries"] = len(kept)
+    out["queries_without_relevant"] = int(n - len(kept))
+    return out
+
+
+def embed_rows(model: object, image_paths: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    """``model.embed(x, "features")`` of each image, through the model's own eval preprocessing."""
+    import torch
+
+    from imgsearch.data.images import load_image
+    from imgsearch.data.transforms import eval_transform
+
+    transform = eval_transform(model.data_config)  # type: ignore[attr-defined]
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(image_paths), batch_size):
+            batch = torch.stack([transform(load_image(p)) for p in image_paths[start : start + batch_size]])
+            out.append(model.embed(batch, "features").float().numpy())  # type: ignore[attr-defined]
+    return np.concatenate(out)
+
+
+class _PooledFeatures:
+    """An ImageNet backbone without training, seen through the classifier's ``embed`` interface."""
+
+    def __init__(self, backbone: str) -> None:
+        from imgsearch.models.backbones import create_backbone
+
+        self.backbone = create_backbone(backbone, pretrained=True).eval()
+        self.data_config = self.backbone.data_config
+
+    def embed(self, x: object, kind: str = "features") -> object:
+        return self.backbone(x)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    """``python -m imgsearch.retrieval.leave_one_out --catalogue RUN/catalogue.csv --checkpoint CKPT``."""
+    import argparse
+    import json
+
+    import torch
+
+    from imgsearch.data.schema import read_catalogue
+    from imgsearch.models.checkpoint import load_classifier
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--catalogue", required=True, help="a prepared catalogue.csv (e.g. a run's)")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--checkpoint", help="a trained imgsearch checkpoint")
+    group.add_argument("--backbone", help="an untrained ImageNet backbone by registry name")
+    parser.add_argument(
+        "--splits", nargs="*", default=["test"], help="rows that query each other; none = all"
+    )
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    table = read_catalogue(args.catalogue)
+    if args.splits:
+        table = table[table["split"].isin(args.splits)]
+    model = load_classifier(args.checkpoint).eval() if args.checkpoint else _PooledFeatures(args.backbone)
+    vectors = embed_rows(model, table["image_path"].astype(str).tolist())
+    result = leave_one_out_scores(vectors, table["product_id"].astype(str).to_numpy())
+    result["products"] = int(table["product_id"].nunique())
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+    return result
+
+
+if __name__ == "__main__":
+    main()
