@@ -34,7 +34,7 @@ def _torch_vectors(module, images):
 def _trained(backbone: str = "svm", input_size: int = 16) -> ImageClassifier:
     """A few SGD steps, so the weights are not the initial ones."""
     torch.manual_seed(0)
-    model = ImageClassifier(backbone=backbone, num_classes=3, class_names=["a", "b", "c"], input_size=input_size)
+    model = ImageClassifier(backbone=backbone, num_classes=3, class_names=list("abc"), input_size=input_size)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(8, 3, input_size, input_size), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     for _ in range(3):
@@ -85,7 +85,8 @@ def test_trained_checkpoint_export_is_cached_beside_it_by_sha256(tmp_path):
 
 
 def test_pretrained_only_backbone_exports_without_a_checkpoint(tmp_path):
-    model = ImageClassifier(backbone="efficientnet_lite0", num_classes=2, pretrained=True, input_size=64).eval()
+    model = ImageClassifier(backbone="efficientnet_lite0", num_classes=2, pretrained=True, input_size=64)
+    model.eval()
     embedder = onnx_embedder_for(model, None, cache_dir=tmp_path)
     assert embedder.path.parent == tmp_path
     assert check_equivalence(embedder, model) >= MIN_COSINE

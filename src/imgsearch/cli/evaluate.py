@@ -88,6 +88,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         num_workers=cfg.get("num_workers"),
         trainer_kwargs=OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True),
         search_batch_size=int(cfg.search_batch_size),
+        runtime=_runtime(module, ckpt, cfg),
     )
     if rank_zero_only.rank != 0:
         return None
@@ -107,6 +108,15 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     print_summary(report.summary)
     print("report: " + ", ".join(str(p) for p in files.values()))
     return report.summary
+
+
+def _runtime(module: Any, ckpt: Path | None, cfg: DictConfig) -> Any:
+    """Choose (and export, check) the runtime once, for every embedding run of the report."""
+    from imgsearch.models.export import select_runtime, wants_gpu
+
+    trainer_kwargs = OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True)
+    runtime = str(cfg.get("runtime", "auto"))
+    return select_runtime(module, ckpt, runtime, gpu=wants_gpu(trainer_kwargs=trainer_kwargs)) or "torch"
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")

@@ -75,6 +75,8 @@ def build(cfg: DictConfig) -> Path | None:
         num_workers=cfg.get("num_workers"),
         trainer_kwargs=trainer_kwargs,
         pixel_size=int(cfg.get("pixel_size", 32)),
+        runtime=str(cfg.get("runtime", "auto")),
+        checkpoint=str(ckpt) if ckpt is not None else None,
     )
     if rank_zero_only.rank != 0:
         return None

@@ -28,6 +28,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--restrict", action="store_true", help="search only the predicted category")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
     p.add_argument("--checkpoint", default=None, help="use this checkpoint instead of the manifest's")
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="auto: ONNX Runtime on a CPU (exported once, checked against PyTorch), PyTorch on a GPU",
+    )
     args = p.parse_args(argv)
     if args.k < 1:
         p.error("-k must be at least 1")
@@ -94,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from imgsearch.retrieval.search import Searcher
 
     try:
-        searcher = Searcher.from_index_dir(args.index, device=args.device, checkpoint=args.checkpoint)
+        searcher = Searcher.from_index_dir(
+            args.index, device=args.device, checkpoint=args.checkpoint, runtime=args.runtime
+        )
         results = searcher.search(images, k=args.k, restrict_to_predicted=args.restrict)
     except (FileNotFoundError, IndexCompatibilityError, ValueError) as exc:
         print(f"imgsearch-search: {exc}", file=sys.stderr)

@@ -103,7 +103,7 @@ def export_onnx(
                     graph, (example,), str(tmp), input_names=["images"], output_names=list(OUTPUTS),
                     dynamic_axes=axes, opset_version=opset, dynamo=False,
                 )  # fmt: skip
-        except Exception as first:  # noqa: BLE001 - any exporter failure is a reason to try the other one
+        except Exception as first:
             log.info("TorchScript ONNX export failed (%s); trying the dynamo exporter", first)
             try:
                 batch = torch.export.Dim("batch", min=1, max=4096)
@@ -112,7 +112,7 @@ def export_onnx(
                         graph, (example,), str(tmp), input_names=["images"], output_names=list(OUTPUTS),
                         dynamic_shapes=({0: batch},), opset_version=max(opset, 18), dynamo=True,
                     )  # fmt: skip
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise ExportError(
                     f"backbone {module.hparams.get('backbone', '?')!r} cannot be exported to ONNX: "
                     f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -151,9 +151,9 @@ class OnnxEmbedder:
         try:
             meta = json.loads(sidecar_path(self.path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ExportError(f"{sidecar_path(self.path)}: cannot read the export's description: {exc}") from exc
+            raise ExportError(f"{sidecar_path(self.path)}: cannot read the export's sidecar: {exc}") from exc
         if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-            raise ExportError(f"{sidecar_path(self.path)} is not an imgsearch export (format {FORMAT_VERSION})")
+            raise ExportError(f"{sidecar_path(self.path)} is not an imgsearch export (v{FORMAT_VERSION})")
         self.meta: dict[str, Any] = meta
         options = ort.SessionOptions()
         if threads is not None:
@@ -162,7 +162,7 @@ class OnnxEmbedder:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
             )
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own unrelated exception types
+        except Exception as exc:
             raise ExportError(f"{self.path} cannot be loaded by ONNX Runtime: {exc}") from exc
         names = [o.name for o in self.session.get_outputs()]
         if names != list(OUTPUTS):
@@ -213,8 +213,8 @@ def check_equivalence(embedder: OnnxEmbedder, module: Any, probe: torch.Tensor |
         module.train(was_training)
     try:
         got = embedder(probe)
-    except Exception as exc:  # noqa: BLE001 - a graph for another input size fails here
-        raise ExportError(f"{embedder.path} cannot run the probe batch {tuple(probe.shape)}: {exc}") from exc
+    except Exception as exc:
+        raise ExportError(f"{embedder.path} cannot run a probe batch {tuple(probe.shape)}: {exc}") from exc
     worst = min(min_cosine(got[name], ref[i].numpy()) for i, name in enumerate(OUTPUTS))
     if not worst >= MIN_COSINE:
         raise ExportError(

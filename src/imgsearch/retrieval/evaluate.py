@@ -307,6 +307,7 @@ def _embed_all(
     num_workers: int | None,
     trainer_kwargs: Mapping[str, Any] | None,
     pixel_size: int,
+    runtime: Any = "torch",
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[dict[str, str]]]:
     """Vectors per kind for catalogue ``rows``; returns ``(vectors, position of each row or -1, skipped)``."""
     subset = catalogue.iloc[rows]
@@ -329,6 +330,7 @@ def _embed_all(
             num_workers=num_workers,
             trainer_kwargs=trainer_kwargs,
             pixel_size=pixel_size,
+            runtime=runtime,
         )
         kept_sets.append((emb, run))
         skipped.extend(s for s in emb.skipped if s not in skipped)
@@ -390,6 +392,7 @@ def evaluate_retrieval(
     num_workers: int | None = None,
     trainer_kwargs: Mapping[str, Any] | None = None,
     search_batch_size: int = 4096,
+    runtime: Any = "torch",
 ) -> EvalReport:
     """Evaluate retrieval on ``catalogue`` with ``module``'s embeddings under every requested option.
 
@@ -449,6 +452,7 @@ def evaluate_retrieval(
         num_workers=num_workers,
         trainer_kwargs=trainer_kwargs,
         pixel_size=pixel_size,
+        runtime=runtime,
     )
     class_names = list(getattr(module, "class_names", []) or [])
     labels = table["label"].astype(str).to_numpy(dtype=object)

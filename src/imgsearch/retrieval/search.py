@@ -88,6 +88,8 @@ class Searcher:
         module: Any | None,
         *,
         device: str = "cpu",
+        runtime: Any = "torch",
+        checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
         emb = manifest.get("embedding", {})
         self.kind: str = emb.get("kind", "features")
@@ -103,6 +105,16 @@ class Searcher:
         else:
             self.transform = model_transform(module.data_config)
         self.class_transform = model_transform(module.data_config) if module is not None else None
+        # runtime: "torch" | "onnx" | "auto" | an OnnxEmbedder; None here means PyTorch
+        self.onnx = None
+        if module is not None and self.kind != PIXELS and runtime != "torch":
+            from imgsearch.models.export import OnnxEmbedder, select_runtime, wants_gpu
+
+            self.onnx = (
+                runtime
+                if isinstance(runtime, OnnxEmbedder)
+                else select_runtime(module, checkpoint, str(runtime), gpu=wants_gpu(device))
+            )
         self._labels = self.items["label"].astype(str).to_numpy(dtype=object)
         self._by_label: dict[str, np.ndarray] = {}
 
@@ -113,6 +125,7 @@ class Searcher:
         *,
         device: str = "cpu",
         checkpoint: str | os.PathLike[str] | None = None,
+        runtime: str = "torch",
     ) -> Searcher:
         """Load an index directory and its model.
 
@@ -121,6 +134,8 @@ class Searcher:
             device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
             checkpoint: use this checkpoint instead of the manifest's (no sha256 check, but the
                 compatibility guard still runs).
+            runtime: ``torch``, ``onnx`` or ``auto`` (ONNX Runtime on a CPU), see
+                :func:`imgsearch.models.export.select_runtime`.
 
         Raises:
             FileNotFoundError: index files or the checkpoint are missing.
@@ -131,6 +146,7 @@ class Searcher:
         index, items, manifest = load_index_dir(index_dir)
         recorded = manifest.get("checkpoint") or {}
         module = None
+        source = checkpoint
         if checkpoint is not None:
             module = load_classifier(checkpoint, map_location="cpu")
         elif recorded.get("path"):
@@ -149,9 +165,10 @@ class Searcher:
                         f"{want[:12]}...); rebuild the index or pass the checkpoint explicitly"
                     )
             module = load_classifier(path, map_location="cpu")
+            source = path
         elif manifest.get("embedding", {}).get("kind") != PIXELS:
             raise IndexCompatibilityError(f"the manifest of {index_dir} names no checkpoint; pass one")
-        return cls(index, items, manifest, module, device=device)
+        return cls(index, items, manifest, module, device=device, runtime=runtime, checkpoint=source)
 
     # ------------------------------------------------------------------------------------------ querying
 
@@ -166,6 +183,9 @@ class Searcher:
             vectors = self._batch(images, self.transform).flatten(1)
             if self.module is not None:
                 probs = self.module.embed(self._batch(images, self.class_transform), "probs")
+        elif self.onnx is not None:
+            out = self.onnx(self._batch(images, self.transform))
+            vectors, probs = torch.from_numpy(out[self.kind]), torch.from_numpy(out["probs"])
         else:
             pred = self.module.predict_step(self._batch(images, self.transform))
             vectors, probs = pred[self.kind], pred["probs"]

@@ -329,6 +329,7 @@ def serve(cfg: Any) -> None:
             index_dir,
             device=str(cfg.device),
             checkpoint=to_absolute_path(str(checkpoint)) if checkpoint else None,
+            runtime=str(cfg.get("runtime", "auto")),
         )
     except (FileNotFoundError, ValueError, CheckpointError) as exc:  # IndexCompatibilityError is a ValueError
         raise SystemExit(f"cannot serve {index_dir}: {exc}") from exc
