@@ -10,6 +10,7 @@ run directory unless ``output_dir`` says otherwise) and prints the main table.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -66,7 +67,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         product_gallery_splits=_list(cfg.get("product_gallery_splits")),
         map_r_cap=int(cfg.map_r_cap),
         search_batch_size=int(cfg.search_batch_size),
-        **embed_kwargs(cfg),
+        **{**embed_kwargs(cfg), "runtime": _runtime(module, ckpt, cfg)},
     )
     if rank_zero_only.rank != 0:
         return None
@@ -82,6 +83,15 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     print_summary(report.summary)
     print("report: " + ", ".join(str(p) for p in files.values()))
     return report.summary
+
+
+def _runtime(module: Any, ckpt: Path | None, cfg: DictConfig) -> Any:
+    """Choose (and export, check) the runtime once, for every embedding run of the report."""
+    from imgsearch.models.export import select_runtime, wants_gpu
+
+    trainer_kwargs = OmegaConf.to_container(cfg.embed.get("trainer") or {}, resolve=True)
+    runtime = str(cfg.embed.get("runtime", "auto"))
+    return select_runtime(module, ckpt, runtime, gpu=wants_gpu(trainer_kwargs=trainer_kwargs)) or "torch"
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")

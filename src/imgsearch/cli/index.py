@@ -113,7 +113,13 @@ def build(cfg: DictConfig) -> Path | None:
             f"nothing to index: {source} has no rows" + (f" in splits {splits}" if cfg.get("splits") else "")
         )
     options = embed_kwargs(cfg)
-    emb = embed_catalogue(None if kind == PIXELS else module, table, kind=kind, **options)
+    emb = embed_catalogue(
+        None if kind == PIXELS else module,
+        table,
+        kind=kind,
+        checkpoint=str(ckpt) if ckpt is not None else None,
+        **options,
+    )
     if rank_zero_only.rank != 0:
         return None
     if len(emb) == 0:

@@ -46,6 +46,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="accept a --checkpoint other than the one the index was built with (a warning, worse hits)",
     )
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="auto: ONNX Runtime on a CPU (exported once, checked against PyTorch), PyTorch on a GPU",
+    )
     args = p.parse_args(argv)
     if args.k < 1:
         p.error("-k must be at least 1")
@@ -121,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             checkpoint=args.checkpoint,
             allow_other_checkpoint=args.allow_other_checkpoint,
             search_params=args.search_params,
+            runtime=args.runtime,
         )
         results = searcher.search(
             images,

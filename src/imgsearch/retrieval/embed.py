@@ -144,6 +144,8 @@ def embed_catalogue(
     trainer_kwargs: Mapping[str, Any] | None = None,
     pixel_size: int = PIXEL_SIZE,
     draft: bool = True,
+    runtime: Any = "torch",
+    checkpoint: str | None = None,
 ) -> Embeddings:
     """Embed every row of ``df`` (a catalogue table) with ``Trainer.predict``.
 
@@ -159,6 +161,10 @@ def embed_catalogue(
             ``strategy``...). Default: one device (``accelerator="auto"``), no logger, progress bar on.
         pixel_size: side of the ``pixels`` baseline's image.
         draft: let the JPEG decoder shrink large images towards the input size (as training does).
+        runtime: ``torch`` (``Trainer.predict``), ``onnx`` / ``auto`` (ONNX Runtime on a CPU, see
+            :func:`imgsearch.models.export.select_runtime`; falls back to PyTorch with a logged reason), or an
+            already checked :class:`~imgsearch.models.export.OnnxEmbedder`.
+        checkpoint: the module's checkpoint file, where its ONNX export is cached.
 
     Returns:
         :class:`Embeddings`.
@@ -200,6 +206,10 @@ def embed_catalogue(
         collate_fn=collate_skip_none,
         pin_memory=torch.cuda.is_available(),
     )
+    engine = _resolve_runtime(runtime, None if PIXELS in kinds else module, checkpoint, trainer_kwargs)
+    if engine is not None:
+        parts = [_onnx_part(engine, batch, kinds) for batch in loader if batch is not None]
+        return _finish(merge_parts(parts, kinds, len(table)), table)
     collector = _Collect()
     kwargs: dict[str, Any] = {
         "accelerator": "auto",
@@ -222,7 +232,29 @@ def embed_catalogue(
     embedder = _Embedder(wrapped, kinds).eval()
     trainer.predict(embedder, dataloaders=loader, return_predictions=False)
 
-    merged = merge_parts(_gather(collector.parts), kinds, len(table))
+    return _finish(merge_parts(_gather(collector.parts), kinds, len(table)), table)
+
+
+def _resolve_runtime(
+    runtime: Any, module: L.LightningModule | None, checkpoint: str | None, trainer_kwargs: Any
+) -> Any:
+    """An :class:`~imgsearch.models.export.OnnxEmbedder` to embed with, or ``None`` for Trainer.predict."""
+    if module is None or runtime is None or runtime == "torch":
+        return None
+    if not isinstance(runtime, str):
+        return runtime  # an embedder the caller already checked
+    from imgsearch.models.export import select_runtime, wants_gpu
+
+    return select_runtime(module, checkpoint, runtime, gpu=wants_gpu(trainer_kwargs=trainer_kwargs))
+
+
+def _onnx_part(engine: Any, batch: Any, kinds: Sequence[str]) -> dict[str, np.ndarray]:
+    images, _, rows = batch
+    out = engine(images)
+    return {"row": rows.long().numpy()} | {k: out[k].astype(np.float32, copy=False) for k in kinds}
+
+
+def _finish(merged: dict[str, np.ndarray], table: pd.DataFrame) -> Embeddings:
     rows = merged.pop("row")
     kept = np.zeros(len(table), dtype=bool)
     kept[rows] = True

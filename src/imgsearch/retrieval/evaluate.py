@@ -109,6 +109,7 @@ def _embed_all(
     num_workers: int | None,
     trainer_kwargs: Mapping[str, Any] | None,
     pixel_size: int,
+    runtime: Any = "torch",
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[dict[str, str]]]:
     """Vectors per kind for catalogue ``rows``; returns ``(vectors, position of each row or -1, skipped)``."""
     subset = catalogue.iloc[rows]
@@ -131,6 +132,7 @@ def _embed_all(
             num_workers=num_workers,
             trainer_kwargs=trainer_kwargs,
             pixel_size=pixel_size,
+            runtime=runtime,
         )
         kept_sets.append((emb, run))
         skipped.extend(s for s in emb.skipped if s not in skipped)
@@ -253,6 +255,7 @@ def evaluate_retrieval(
     num_workers: int | None = None,
     trainer_kwargs: Mapping[str, Any] | None = None,
     search_batch_size: int = 4096,
+    runtime: Any = "torch",
 ) -> EvalReport:
     """Evaluate retrieval on ``catalogue`` with ``module``'s embeddings under every requested option.
 
@@ -318,6 +321,7 @@ def evaluate_retrieval(
         num_workers=num_workers,
         trainer_kwargs=trainer_kwargs,
         pixel_size=pixel_size,
+        runtime=runtime,
     )
     run = _Runs(
         table,

@@ -136,6 +136,8 @@ class Searcher:
         *,
         device: str = "cpu",
         search_params: str | None = None,
+        runtime: Any = "torch",
+        checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
         emb = manifest.get("embedding", {})
         self.kind: str = emb.get("kind", "features")
@@ -151,6 +153,16 @@ class Searcher:
         else:
             self.transform = eval_transform(module.data_config)
         self.class_transform = eval_transform(module.data_config) if module is not None else None
+        # runtime: "torch" | "onnx" | "auto" | an OnnxEmbedder; None here means PyTorch
+        self.onnx = None
+        if module is not None and self.kind != PIXELS and runtime != "torch":
+            from imgsearch.models.export import OnnxEmbedder, select_runtime, wants_gpu
+
+            self.onnx = (
+                runtime
+                if isinstance(runtime, OnnxEmbedder)
+                else select_runtime(module, checkpoint, str(runtime), gpu=wants_gpu(device))
+            )
         self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object))
         self._max_views = int(self.items.groupby("product_id").size().max()) if len(self.items) else 1
         set_search_params(self.index, search_params or (manifest.get("index") or {}).get("search_params"))
@@ -165,6 +177,7 @@ class Searcher:
         allow_other_checkpoint: bool = False,
         image_root: str | os.PathLike[str] | None = None,
         search_params: str | None = None,
+        runtime: str = "torch",
     ) -> Searcher:
         """Load an index directory and its model.
 
@@ -180,6 +193,8 @@ class Searcher:
                 manifest's ``index.search_params``.
             image_root: where the catalogue's images are now, when they moved (default: as recorded, or
                 beside the index directory as they were when it was built).
+            runtime: ``torch``, ``onnx`` or ``auto`` (ONNX Runtime on a CPU), see
+                :func:`imgsearch.models.export.select_runtime`.
 
         Raises:
             FileNotFoundError: index files or the checkpoint are missing.
@@ -190,6 +205,7 @@ class Searcher:
         index, items, manifest = load_index_dir(index_dir, image_root=image_root)
         recorded = manifest.get("checkpoint") or {}
         module = None
+        source = checkpoint
         if checkpoint is not None:
             module = load_classifier(checkpoint, map_location="cpu")
             searcher = cls(
@@ -207,7 +223,11 @@ class Searcher:
                         "explicitly (--allow-other-checkpoint / allow_other_checkpoint=true)"
                     )
                 log.warning("%s; searching with it anyway (allow_other_checkpoint), expect worse hits", msg)
-            return searcher
+            if runtime == "torch":
+                return searcher
+            # accepted: only now pay for the export (the guard above ran on PyTorch)
+            return cls(index, items, manifest, module, device=device, search_params=search_params,
+                       runtime=runtime, checkpoint=checkpoint)  # fmt: skip
         elif recorded.get("path"):
             path = resolve_checkpoint_path(index_dir, manifest)
             if not path.is_file():
@@ -224,13 +244,17 @@ class Searcher:
                         f"{want[:12]}...); rebuild the index or pass the checkpoint explicitly"
                     )
             module = load_classifier(path, map_location="cpu")
+            source = path
         elif (manifest.get("model") or {}).get("pretrained"):
             from imgsearch.models.pretrained import from_manifest
 
             module = from_manifest(manifest["model"]["pretrained"])  # indexed without training
         elif manifest.get("embedding", {}).get("kind") != PIXELS:
             raise IndexCompatibilityError(f"the manifest of {index_dir} names no checkpoint; pass one")
-        return cls(index, items, manifest, module, device=device, search_params=search_params)
+        return cls(
+            index, items, manifest, module, device=device, search_params=search_params, runtime=runtime,
+            checkpoint=source,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ querying
 
@@ -245,6 +269,9 @@ class Searcher:
             vectors = self._batch(images, self.transform).flatten(1)
             if self.module is not None:
                 probs = self.module.embed(self._batch(images, self.class_transform), "probs")
+        elif self.onnx is not None:
+            out = self.onnx(self._batch(images, self.transform))
+            vectors, probs = torch.from_numpy(out[self.kind]), torch.from_numpy(out["probs"])
         else:
             pred = self.module.predict_step(self._batch(images, self.transform))
             vectors, probs = pred[self.kind], pred["probs"]

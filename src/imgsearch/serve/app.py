@@ -8,18 +8,22 @@ Routes:
 * ``GET /items/{item_id}/image``: a catalogue item's image, looked up by id in the index's items
   table (the request never names a file);
 * ``GET /health``: status, index size, model;
+* ``GET /healthz`` (alive), ``GET /readyz`` (model and index loaded), ``GET /metrics`` (Prometheus);
 * ``/openapi.json`` and ``/docs``: the framework's API description.
 
 The model and the index are loaded once, before the server starts (:func:`main`), and shared by
 all requests through :func:`create_app`, which tests call with a searcher they build themselves.
 """
 
+import asyncio
+import functools
 import json
 import logging
 import math
 import mimetypes
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 from urllib.parse import quote
@@ -35,7 +39,9 @@ from starlette.exceptions import HTTPException
 
 import imgsearch
 from imgsearch.data.schema import optional_price
+from imgsearch.serve.batching import BatchConfig, MicroBatcher, QueueFull
 from imgsearch.serve.limits import DecodeLimits, DecodeSlots
+from imgsearch.serve.metrics import install_operations
 from imgsearch.serve.upload import (
     MULTIPART_OVERHEAD_BYTES,
     BodySizeLimit,
@@ -122,6 +128,7 @@ def create_app(
     details: Mapping[str, Any] | None = None,
     decode_limits: DecodeLimits | None = None,
     image_roots: Sequence[str | Path] | None = None,
+    batching: BatchConfig | None = None,
 ) -> FastAPI:
     """The FastAPI app over an already loaded searcher.
 
@@ -137,6 +144,8 @@ def create_app(
             (:mod:`imgsearch.serve.limits`; default :class:`DecodeLimits`).
         image_roots: stream item images only from under these folders (the index's recorded
             image roots); ``None`` trusts the item table's paths.
+        batching: share forward passes between concurrent requests (:mod:`imgsearch.serve.batching`);
+            ``None``: each request searches alone, one at a time.
     """
     if not 1 <= top_k <= MAX_K:
         raise ValueError(f"top_k must be within 1..{MAX_K}, got {top_k}")
@@ -163,6 +172,7 @@ def create_app(
     limits = decode_limits or DecodeLimits()
     slots = DecodeSlots(limits)
     roots = None if image_roots is None else [Path(r).resolve() for r in image_roots]
+    batcher, decode_pool = _batching_parts(searcher, batching, restrict_to_predicted)
 
     app = FastAPI(
         title="imgsearch",
@@ -177,6 +187,14 @@ def create_app(
         paths=("/search",),
         message=too_big,
     )
+    metrics = install_operations(
+        app,
+        ready=lambda: searcher is not None and len(items) > 0,
+        queue_depth=lambda: batcher.depth() if batcher else 0,
+    )
+    if batcher is not None:
+        batcher.on_batch = metrics.batch_size.observe
+    app.state.batcher = batcher
 
     @app.exception_handler(UploadRejected)
     async def _upload_rejected(request: Request, exc: UploadRejected) -> JSONResponse:
@@ -192,6 +210,9 @@ def create_app(
         image = decode_upload(data, filename, max_bytes=max_upload_bytes, limits=limits, slots=slots)
         with search_lock:
             (result,) = searcher.search([image], k=k, restrict_to_predicted=restrict_to_predicted)
+        return to_response(result)
+
+    def to_response(result: Any) -> SearchResponse:
         hits = [
             Hit(
                 rank=int(hit.rank),
@@ -231,7 +252,27 @@ def create_app(
         # One byte over the limit is enough to know the file is too big.
         data = await file.read(max_upload_bytes + 1)
         # decoding and the model are CPU-bound: off the event loop, so /health and images stay responsive
-        return await run_in_threadpool(decode_and_search, data, file.filename or "upload", k or top_k)
+        if batcher is None:
+            return await run_in_threadpool(decode_and_search, data, file.filename or "upload", k or top_k)
+        # the same pixel budget and decode slots as the unbatched path (#13): batching must not unbound memory
+        decode = functools.partial(
+            decode_upload,
+            data,
+            file.filename or "upload",
+            max_bytes=max_upload_bytes,
+            limits=limits,
+            slots=slots,
+        )
+        image = await asyncio.get_running_loop().run_in_executor(decode_pool, decode)
+        try:
+            result = await batcher.submit(image, k or top_k)
+        except QueueFull as exc:
+            return JSONResponse(
+                {"detail": f"the server is busy ({exc}); retry shortly", "reason": "busy"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        return to_response(result)
 
     @app.get(
         "/items/{item_id:path}/image",
@@ -284,6 +325,17 @@ def _under_any(path: Path, roots: Sequence[Path]) -> bool:
     """Whether ``path`` (symlinks and ``..`` resolved) lies inside one of ``roots``."""
     real = path.resolve()
     return any(real.is_relative_to(root) for root in roots)
+
+
+def _batching_parts(
+    searcher: SearcherLike, batching: BatchConfig | None, restrict_to_predicted: bool
+) -> tuple[MicroBatcher | None, ThreadPoolExecutor | None]:
+    if batching is None:
+        return None, None
+    batcher = MicroBatcher(searcher, batching, restrict_to_predicted=restrict_to_predicted)
+    # bounded: at most decode_threads uploads are decoded at once, off the event loop
+    pool = ThreadPoolExecutor(max_workers=batching.decode_threads, thread_name_prefix="imgsearch-decode")
+    return batcher, pool
 
 
 def manifest_facts(manifest: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -364,6 +416,7 @@ def serve(cfg: Any) -> None:
             device=str(cfg.device),
             checkpoint=to_absolute_path(str(checkpoint)) if checkpoint else None,
             allow_other_checkpoint=bool(cfg.get("allow_other_checkpoint", False)),
+            runtime=str(cfg.get("runtime", "auto")),
         )
     except (FileNotFoundError, ValueError, CheckpointError) as exc:  # IndexCompatibilityError is a ValueError
         raise SystemExit(f"cannot serve {index_dir}: {exc}") from exc
@@ -380,9 +433,22 @@ def serve(cfg: Any) -> None:
         details=facts,
         decode_limits=DecodeLimits(**{k: int(v) for k, v in (cfg.get("decode") or {}).items()}),
         image_roots=image_roots_of(manifest),
+        batching=_batch_config(cfg),
     )
     log.info("serving %d items from %s on http://%s:%s/", len(searcher.items), index_dir, cfg.host, cfg.port)
     uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="info")
+
+
+def _batch_config(cfg: Any) -> BatchConfig | None:
+    section = cfg.get("batching")
+    if not section or not section.get("enabled", True):
+        return None
+    return BatchConfig(
+        max_batch=int(section.max_batch),
+        max_wait_ms=float(section.max_wait_ms),
+        max_queue=int(section.max_queue),
+        decode_threads=int(section.decode_threads),
+    )
 
 
 if __name__ == "__main__":

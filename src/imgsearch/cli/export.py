@@ -1,0 +1,77 @@
+"""``imgsearch-export``: export a checkpoint (or a pretrained-only backbone) to ONNX, checked against PyTorch.
+
+    imgsearch-export outputs/demo/runs/<run>/checkpoints/best.ckpt      # -> beside it, keyed by its sha256
+    imgsearch-export --backbone efficientnet_lite0 --output lite0.onnx  # ImageNet weights, no training
+
+Index, eval, search and serve export on first use anyway (``runtime=auto``); this command does it ahead of
+time (e.g. in a container build) and says how close the export is to PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="imgsearch-export", description=__doc__.splitlines()[0].split(": ", 1)[1]
+    )
+    p.add_argument("checkpoint", nargs="?", help="trained classifier checkpoint (.ckpt)")
+    p.add_argument(
+        "--backbone", help="instead of a checkpoint: a registered backbone with its pretrained weights"
+    )
+    p.add_argument(
+        "--input-size", type=int, default=None, help="image side for --backbone (default: its own)"
+    )
+    p.add_argument(
+        "--output", type=Path, default=None, help="the .onnx file (default: beside the checkpoint)"
+    )
+    args = p.parse_args(argv)
+    if bool(args.checkpoint) == bool(args.backbone):
+        p.error("give a checkpoint or --backbone, not both and not neither")
+    if args.backbone and args.output is None:
+        p.error("--backbone needs --output")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from imgsearch.models.checkpoint import CheckpointError, checkpoint_sha256, load_classifier
+    from imgsearch.models.export import (
+        ExportError,
+        OnnxEmbedder,
+        cached_export_path,
+        check_equivalence,
+        export_onnx,
+    )
+
+    try:
+        if args.checkpoint:
+            module = load_classifier(args.checkpoint, map_location="cpu")
+            sha = checkpoint_sha256(args.checkpoint)
+            out = args.output or cached_export_path(args.checkpoint, sha)
+        else:
+            from imgsearch.models.classifier import ImageClassifier
+
+            # the head is random (no classes without training): only ``features`` are meaningful
+            module = ImageClassifier(
+                backbone=args.backbone, num_classes=2, pretrained=True, input_size=args.input_size
+            ).eval()
+            sha, out = None, args.output
+        export_onnx(module, out, source_sha256=sha)
+        cosine = check_equivalence(OnnxEmbedder(out), module)
+    except (FileNotFoundError, ValueError, CheckpointError, ExportError) as exc:
+        print(f"imgsearch-export: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported to {out} (least cosine with PyTorch on a probe batch: {cosine:.6f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Dynamic micro-batching: concurrent searches share one forward pass.
+
+Each request puts its decoded photo on a bounded queue and awaits its answer. One worker task takes the first
+waiting photo, waits at most ``max_wait_ms`` for others (up to ``max_batch``), and runs them through the
+searcher in one call, in a thread of its own so the event loop stays free. A full queue is refused at once
+(:class:`QueueFull`, answered 503 with ``Retry-After``) instead of letting latency grow without bound.
+
+A batch is searched with the largest ``k`` asked in it; each answer keeps its own first ``k`` hits, which are
+the hits a search with that ``k`` returns (hits are ranked, the index returns them best first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, is_dataclass, replace
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(RuntimeError):
+    """More photos wait than the queue holds; the client should retry later."""
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """``max_batch`` photos per forward pass; ``max_wait_ms`` the longest a photo waits for company;
+    ``max_queue`` photos waiting at most; ``decode_threads`` the bounded pool that decodes uploads."""
+
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    max_queue: int = 256
+    decode_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.max_queue < 1 or self.decode_threads < 1 or self.max_wait_ms < 0:
+            raise ValueError(f"invalid batching settings {self}")
+
+
+class MicroBatcher:
+    """Runs ``searcher.search`` on batches of queued photos (see the module docstring).
+
+    Args:
+        searcher: has ``search(images, k, restrict_to_predicted=...)``, one result per image.
+        config: batching limits.
+        restrict_to_predicted: passed to every search.
+        on_batch: called with each batch's size (for metrics).
+    """
+
+    def __init__(
+        self,
+        searcher: Any,
+        config: BatchConfig,
+        *,
+        restrict_to_predicted: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.searcher = searcher
+        self.config = config
+        self.restrict_to_predicted = restrict_to_predicted
+        self.on_batch = on_batch
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # one thread: batches run one after another (the model already uses every core per call)
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgsearch-batch")
+
+    def depth(self) -> int:
+        """Photos waiting now."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+    def _ensure_worker(self) -> asyncio.Queue:
+        loop = asyncio.get_running_loop()
+        # a queue and its worker belong to one event loop; a new loop (a test client's per-request portal,
+        # a restarted server) gets its own
+        if self._queue is None or self._loop is not loop:
+            self._loop = loop
+            self._queue = asyncio.Queue(maxsize=self.config.max_queue)
+            self._worker = None
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._run(self._queue))
+        return self._queue
+
+    async def submit(self, image: Any, k: int) -> Any:
+        """The search result of one photo, computed in a batch with whatever else is waiting.
+
+        Raises:
+            QueueFull: ``max_queue`` photos are already waiting.
+        """
+        queue = self._ensure_worker()
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        try:
+            queue.put_nowait((image, int(k), future))
+        except asyncio.QueueFull:
+            raise QueueFull(f"{self.config.max_queue} photos are waiting") from None
+        return await future
+
+    async def _collect(self, queue: asyncio.Queue) -> list[tuple[Any, int, asyncio.Future]]:
+        batch = [await queue.get()]
+        deadline = time.monotonic() + self.config.max_wait_ms / 1000.0
+        while len(batch) < self.config.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), remaining))
+            except TimeoutError:
+                break
+        # photos queued meanwhile join without waiting longer
+        while len(batch) < self.config.max_batch and not queue.empty():
+            batch.append(queue.get_nowait())
+        return batch
+
+    def _search(self, images: list[Any], k: int) -> list[Any]:
+        return self.searcher.search(images, k=k, restrict_to_predicted=self.restrict_to_predicted)
+
+    async def _run(self, queue: asyncio.Queue) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect(queue)
+            live = [b for b in batch if not b[2].done()]  # a client that went away is not searched
+            if not live:
+                continue
+            if self.on_batch is not None:
+                self.on_batch(len(live))
+            k = max(b[1] for b in live)
+            try:
+                results = await loop.run_in_executor(
+                    self._model_thread, self._search, [b[0] for b in live], k
+                )
+            except Exception as exc:  # every waiting request gets the error, the worker keeps going
+                for _, _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, want_k, future), result in zip(live, results, strict=True):
+                if not future.done():
+                    trimmed = list(result.hits)[:want_k]
+                    future.set_result(replace(result, hits=trimmed) if is_dataclass(result) else result)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        self._model_thread.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,32 @@
+"""imgsearch-export: a checkpoint's export lands beside it; a bad checkpoint is a one-line error."""
+
+from __future__ import annotations
+
+from imgsearch.cli.export import main
+from imgsearch.models.checkpoint import checkpoint_sha256
+from imgsearch.models.classifier import ImageClassifier
+from imgsearch.models.export import OnnxEmbedder, cached_export_path
+from train_helpers import save_checkpoint
+
+
+def test_export_cli_writes_beside_the_checkpoint(tmp_path, capsys):
+    model = ImageClassifier(backbone="svm", num_classes=2, class_names=["a", "b"], input_size=8).eval()
+    ckpt = save_checkpoint(model, tmp_path / "best.ckpt")
+    assert main([str(ckpt)]) == 0
+    want = cached_export_path(ckpt, checkpoint_sha256(ckpt))
+    assert want.is_file() and str(want) in capsys.readouterr().out
+    assert OnnxEmbedder(want).meta["class_names"] == ["a", "b"]
+
+
+def test_export_cli_pretrained_backbone(tmp_path, capsys):
+    out = tmp_path / "lite0.onnx"
+    assert main(["--backbone", "efficientnet_lite0", "--input-size", "64", "--output", str(out)]) == 0
+    assert OnnxEmbedder(out).data_config["input_size"] == [3, 64, 64]
+
+
+def test_export_cli_bad_checkpoint_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "x.ckpt"
+    bad.write_bytes(b"junk")
+    assert main([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("imgsearch-export:") and "x.ckpt" in err and err.count("\n") == 1

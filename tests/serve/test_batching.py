@@ -1,0 +1,119 @@
+"""Micro-batching in imgsearch-serve: shared forward passes give the unbatched answers; full queue: 503."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from imgsearch.serve.app import create_app
+from imgsearch.serve.batching import BatchConfig, MicroBatcher, QueueFull
+
+from .conftest import COLOURS, encode, swatch
+
+
+def _photos():
+    return [swatch(c, seed=i) for i, c in enumerate(list(COLOURS.values()) * 3)]
+
+
+def test_batched_answers_equal_unbatched(colour_searcher):
+    photos = _photos()
+    ks = [1, 3, 5, 2, 4, 6, 1, 5, 3]
+    want = [colour_searcher.search([p], k=k)[0] for p, k in zip(photos, ks, strict=True)]
+    colour_searcher.calls.clear()
+    batcher = MicroBatcher(colour_searcher, BatchConfig(max_batch=16, max_wait_ms=50))
+
+    async def run():
+        return await asyncio.gather(*(batcher.submit(p, k) for p, k in zip(photos, ks, strict=True)))
+
+    got = asyncio.run(run())
+    batcher.close()
+    for g, w, k in zip(got, want, ks, strict=True):
+        assert len(g.hits) == len(w.hits) == k
+        assert repr(g) == repr(w)  # repr: the catalogue has an item without a price (nan != nan)
+    assert max(n for n, _, _ in colour_searcher.calls) > 1, "concurrent photos shared a forward pass"
+    assert sum(n for n, _, _ in colour_searcher.calls) == len(photos)
+
+
+def test_batch_is_at_most_max_batch(colour_searcher):
+    batcher = MicroBatcher(colour_searcher, BatchConfig(max_batch=2, max_wait_ms=50))
+
+    async def run():
+        return await asyncio.gather(*(batcher.submit(p, 3) for p in _photos()))
+
+    assert len(asyncio.run(run())) == 9
+    batcher.close()
+    assert max(n for n, _, _ in colour_searcher.calls) == 2
+
+
+class _BlockedSearcher:
+    """Holds the first batch until released, so the queue fills behind it."""
+
+    def __init__(self, inner):
+        self.inner, self.items, self.release = inner, inner.items, threading.Event()
+
+    def search(self, images, k=10, *, restrict_to_predicted=False):
+        self.release.wait(10)
+        return self.inner.search(images, k=k, restrict_to_predicted=restrict_to_predicted)
+
+
+def test_full_queue_refuses_at_once(colour_searcher):
+    blocked = _BlockedSearcher(colour_searcher)
+    batcher = MicroBatcher(blocked, BatchConfig(max_batch=1, max_wait_ms=0, max_queue=2))
+    photo = _photos()[0]
+
+    async def run():
+        first = asyncio.ensure_future(batcher.submit(photo, 1))
+        await asyncio.sleep(0.05)  # the worker took it and is blocked in the searcher
+        waiting = [asyncio.ensure_future(batcher.submit(photo, 1)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull):
+            await batcher.submit(photo, 1)
+        blocked.release.set()
+        return await asyncio.gather(first, *waiting)
+
+    assert len(asyncio.run(run())) == 3
+    batcher.close()
+
+
+def test_app_batched_json_equals_unbatched(colour_searcher):
+    plain = TestClient(create_app(colour_searcher, top_k=4))
+    batched = TestClient(create_app(colour_searcher, top_k=4, batching=BatchConfig(max_wait_ms=1)))
+    for i, photo in enumerate(_photos()[:3]):
+        files = {"file": ("p.jpg", encode(photo), "image/jpeg")}
+        a = plain.post("/search", files=files, params={"k": i + 2})
+        b = batched.post("/search", files=files, params={"k": i + 2})
+        assert a.status_code == b.status_code == 200
+        assert a.json() == b.json()
+
+
+def test_app_queue_full_is_503_with_retry_after(colour_searcher):
+    app = create_app(colour_searcher, batching=BatchConfig())
+
+    async def full(image, k):
+        raise QueueFull("256 photos are waiting")
+
+    app.state.batcher.submit = full
+    r = TestClient(app).post("/search", files={"file": ("p.jpg", encode(_photos()[0]), "image/jpeg")})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert r.json()["reason"] == "busy"
+
+
+def test_operations_endpoints_answer(colour_searcher, caplog):
+    client = TestClient(create_app(colour_searcher, batching=BatchConfig(max_wait_ms=1)))
+    assert client.get("/healthz").json() == {"status": "alive"}
+    assert client.get("/readyz").status_code == 200
+    with caplog.at_level("INFO", logger="imgsearch.serve.access"):
+        assert client.post(
+            "/search", files={"file": ("p.jpg", encode(_photos()[0]), "image/jpeg")}
+        ).is_success
+    assert client.post("/search", files={"file": ("p.jpg", b"", "image/jpeg")}).status_code == 400
+    assert any("POST /search" in r.getMessage() and " ms" in r.getMessage() for r in caplog.records)
+    text = client.get("/metrics").text
+    assert 'imgsearch_requests_total{path="/search",status="200"} 1.0' in text
+    assert 'imgsearch_requests_total{path="/search",status="400"} 1.0' in text
+    assert "imgsearch_batch_size_count 1.0" in text
+    assert "imgsearch_queue_depth 0.0" in text
+    assert 'imgsearch_request_seconds_count{path="/search"} 2.0' in text
