@@ -75,6 +75,23 @@ def test_float16_shards(catalogue, pixel_model, tmp_path):
     np.testing.assert_allclose(vectors.astype(np.float32), want["features"], rtol=1e-2, atol=1e-3)
 
 
+def test_normalized_shards_hold_unit_vectors(catalogue, pixel_model, tmp_path):
+    embed_to_shards(
+        pixel_model,
+        catalogue,
+        tmp_path / "s",
+        shard_rows=10,
+        normalize=True,
+        num_workers=0,
+        trainer_kwargs=CPU,
+    )
+    vectors, _ = _all(tmp_path / "s")
+    want = embed_catalogue(pixel_model, catalogue, kind="features", num_workers=0, trainer_kwargs=CPU)
+    unit = want["features"] / np.linalg.norm(want["features"], axis=1, keepdims=True)
+    np.testing.assert_allclose(vectors, unit, rtol=1e-5, atol=1e-6)
+    assert read_spec(tmp_path / "s")["normalized"] is True
+
+
 def test_resume_after_a_kill_mid_shard_equals_an_uninterrupted_run(
     catalogue, pixel_model, tmp_path, monkeypatch
 ):

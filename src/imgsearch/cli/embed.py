@@ -64,6 +64,7 @@ def embed(cfg: DictConfig) -> dict[str, Any] | None:
         num_workers=options.get("num_workers"),
         trainer_kwargs=options["trainer_kwargs"],
         pixel_size=options.get("pixel_size"),
+        normalize=bool(cfg.normalize),
         spec_extra=extra,
     )
     if report is not None:

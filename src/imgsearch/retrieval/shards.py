@@ -45,7 +45,9 @@ SPEC_FILE = "shards.json"
 SKIPPED_KEY = b"imgsearch.skipped"
 DTYPES = ("float32", "float16")
 # the fields of shards.json that must match for a rerun to continue an existing directory
-_RESUME_KEYS = ("kind", "dim", "dtype", "shard_rows", "rows", "catalogue_sha256", "checkpoint_sha256")
+_RESUME_KEYS = (
+    "kind", "dim", "dtype", "shard_rows", "rows", "normalized", "catalogue_sha256", "checkpoint_sha256",
+)  # fmt: skip
 
 
 def shard_name(index: int) -> str:
@@ -178,8 +180,17 @@ class ShardWriter(BasePredictionWriter):
     unreadable images and are recorded as the shard's skipped rows.
     """
 
-    def __init__(self, directory: Path, table: pd.DataFrame, kind: str, shard_rows: int, dtype: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        table: pd.DataFrame,
+        kind: str,
+        shard_rows: int,
+        dtype: str,
+        normalize: bool = False,
+    ) -> None:
         super().__init__(write_interval="batch")
+        self.normalize = normalize
         self.directory, self.table, self.kind = directory, table, kind
         self.shard_rows, self.dtype = shard_rows, np.dtype(dtype)
         self.mine: list[int] = []
@@ -234,6 +245,8 @@ class ShardWriter(BasePredictionWriter):
             return
         rows = prediction["row"].detach().cpu().long().numpy()
         vecs = prediction[self.kind].detach().cpu().float().numpy()
+        if self.normalize:  # for tools that index the vectors as stored (autofaiss): cosine = inner product
+            vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         self.dim = vecs.shape[1]
         self._flush_until(int(rows.min()))
         self._rows.append(rows)
@@ -289,6 +302,7 @@ def embed_to_shards(
     trainer_kwargs: Mapping[str, Any] | None = None,
     pixel_size: int | None = None,
     draft: bool = True,
+    normalize: bool = False,
     spec_extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Embed every row of ``df`` into shards under ``directory``; finished shards are not redone.
@@ -323,12 +337,12 @@ def embed_to_shards(
     )
     spec = {
         "kind": kind, "dim": dim, "dtype": dtype, "shard_rows": int(shard_rows), "rows": len(table),
-        "shards": n_shards(len(table), shard_rows), **dict(spec_extra or {}),
+        "shards": n_shards(len(table), shard_rows), "normalized": bool(normalize), **dict(spec_extra or {}),
     }  # fmt: skip
     spec.setdefault("catalogue_sha256", None)
     spec.setdefault("checkpoint_sha256", None)
 
-    writer = ShardWriter(directory, table, kind, int(shard_rows), dtype)
+    writer = ShardWriter(directory, table, kind, int(shard_rows), dtype, normalize=normalize)
     writer.dim = dim
     kwargs: dict[str, Any] = {
         "accelerator": "auto",
