@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, str] = {
     "embedding": "benchmarks.bench_embedding",
     "train_step": "benchmarks.bench_train_step",
     "gpu": "benchmarks.bench_gpu",
+    "shard_build": "benchmarks.bench_shard_build",
 }
 
 

@@ -3,6 +3,8 @@
     imgsearch-index checkpoint=best                         # best checkpoint of the newest training run
     imgsearch-index checkpoint=outputs/demo/train           # a run directory: its best checkpoint
     imgsearch-index checkpoint=... factory=HNSW32 metric=l2 output_dir=/data/shop/index
+    imgsearch-index shards=/data/shop/shards factory='IVF4096,SQ8'   # from imgsearch-embed's shards, streamed
+    imgsearch-index shards=/data/shop/shards factory=auto memory_gb=8  # factory chosen for N, d and memory
 
 Configured by ``conf/index.yaml``; the work is done by :mod:`imgsearch.retrieval`.
 """
@@ -83,9 +85,43 @@ def _model(cfg: DictConfig, ckpt: Path | None, kind: str) -> Any:
     )
 
 
+def build_from_shards(cfg: DictConfig) -> Path:
+    """``shards=<dir>``: index the vectors of ``imgsearch-embed`` shard by shard (bounded memory)."""
+    from hydra.utils import to_absolute_path
+
+    from imgsearch.retrieval.build import build_index_from_shards, recommend_index
+    from imgsearch.retrieval.shards import complete_shards, read_shard, read_spec
+
+    shard_dir = Path(to_absolute_path(str(cfg.shards)))
+    spec = read_spec(shard_dir)
+    factory, extra = str(cfg.factory), {}
+    if factory == "auto" or cfg.get("memory_gb"):
+        n = sum(len(read_shard(shard_dir, i, mmap=True).vectors) for i in complete_shards(shard_dir))
+        advice = recommend_index(n, int(spec["dim"]), float(cfg.get("memory_gb") or 4))
+        print(f"index advice for {n} x {spec['dim']} in {cfg.get('memory_gb') or 4} GiB: {advice}")
+        extra["recommendation"] = advice
+        if factory == "auto":
+            factory = advice["factory"]
+    out = output_dir(cfg, shard_dir.parent / "index")
+    build_index_from_shards(
+        shard_dir,
+        out,
+        factory=factory,
+        metric=str(cfg.metric),
+        normalize=bool(cfg.normalize),
+        train_sample=int(cfg.train_sample),
+        seed=int(cfg.seed),
+        manifest_extra=extra,
+    )
+    print(f"index written to {out} (from the shards of {shard_dir})")
+    return out
+
+
 def build(cfg: DictConfig) -> Path | None:
     """Embed, build and save; returns the index directory (``None`` on non-zero DDP ranks)."""
     validate_config(cfg, EMBED_RULES)  # bad values fail in one line, before anything is loaded
+    if cfg.get("shards"):
+        return build_from_shards(cfg)
     ckpt, catalogue_path, run_dir = _inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 

@@ -266,7 +266,7 @@ def image_roots(items: pd.DataFrame) -> list[str]:
     parents = sorted({str(Path(p).resolve().parent) for p in items["image_path"].astype(str) if p})
     roots: list[str] = []
     for folder in parents:  # sorted, so a folder comes right after any ancestor already kept
-        if not roots or not Path(folder).is_relative_to(roots[-1]):
+        if not roots or not Path(folder).isrelative_to(roots[-1]):
             roots.append(folder)
     return roots
 
@@ -361,7 +361,8 @@ def save_index_dir(
     return directory
 
 
-def _relative_to(path: Path, start: Path) -> str:
+def relative_to(path: Path, start: Path) -> str:
+    """``path`` relative to the directory ``start`` (``..`` allowed): what an index records to be movable."""
     return os.path.relpath(path, start.resolve())
 
 
@@ -382,11 +383,11 @@ def _relocatable(
         items["image_path"] = [os.path.relpath(p, root) for p in paths]
         manifest.setdefault("catalogue", {})["image_root"] = {
             "path": str(root),
-            "relative_to_index": _relative_to(root, directory),
+            "relative_to_index": relative_to(root, directory),
         }
     ckpt = (manifest.get("checkpoint") or {}).get("path")
     if ckpt:
-        manifest["checkpoint"]["relative_to_index"] = _relative_to(Path(ckpt), directory)
+        manifest["checkpoint"]["relative_to_index"] = relative_to(Path(ckpt), directory)
     return items, manifest
 
 
@@ -413,7 +414,7 @@ def _rebase_image_roots(manifest: dict[str, Any], root: Path) -> None:
     if not old_root or not roots or Path(old_root) == root:
         return
     catalogue["image_roots"] = [
-        str(root / os.path.relpath(r, old_root)) if Path(r).is_relative_to(old_root) else r for r in roots
+        str(root / os.path.relpath(r, old_root)) if Path(r).isrelative_to(old_root) else r for r in roots
     ]
 
 
