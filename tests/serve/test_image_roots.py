@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from fastapi.testclient import TestClient
 
-from imgsearch.retrieval.index import image_roots
+from imgsearch.retrieval.locations import image_roots
 from imgsearch.serve.app import create_app, image_roots_of
 
 from .conftest import ColourSearcher, swatch

@@ -173,7 +173,8 @@ def write_index_dir_from_shards(
     Raises:
         ValueError: without ``add``, an index whose size is not the shards' number of vectors.
     """
-    from imgsearch.retrieval.index import FILES_KEY, file_sha256, image_roots, make_manifest, relative_to
+    from imgsearch.retrieval.index import FILES_KEY, make_manifest
+    from imgsearch.retrieval.locations import file_sha256, image_roots, relative_to
 
     shard_dir = Path(shard_dir)
     spec = read_spec(shard_dir)

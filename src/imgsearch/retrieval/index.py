@@ -16,7 +16,6 @@ Index positions are the FAISS ids (``0 .. ntotal-1``), so no ``IndexIDMap`` is n
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,13 @@ import pandas as pd
 import imgsearch
 from imgsearch.data.schema import catalogue_hash, read_catalogue, write_catalogue
 from imgsearch.data.transforms import data_config_diff
+from imgsearch.retrieval.locations import (
+    _rebase_image_roots,
+    _relocatable,
+    file_sha256,
+    image_roots,
+    resolve_image_root,
+)
 from imgsearch.utils.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -42,14 +48,6 @@ MANIFEST_VERSION = 1
 #: Manifest key of the sha256 of the other two files, written by :func:`save_index_dir` and checked by
 #: :func:`load_index_dir`: flipped bytes in ``index.faiss`` load fine and silently change the hits.
 FILES_KEY = "files"
-
-
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 METRICS: dict[str, int] = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
@@ -259,18 +257,6 @@ def _json_normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
-def image_roots(items: pd.DataFrame) -> list[str]:
-    """The fewest folders that hold every item's image (resolved): what serve may stream from."""
-    if "image_path" not in items.columns:
-        return []
-    parents = sorted({str(Path(p).resolve().parent) for p in items["image_path"].astype(str) if p})
-    roots: list[str] = []
-    for folder in parents:  # sorted, so a folder comes right after any ancestor already kept
-        if not roots or not Path(folder).isrelative_to(roots[-1]):
-            roots.append(folder)
-    return roots
-
-
 def make_manifest(
     *,
     index: faiss.Index,
@@ -359,76 +345,6 @@ def save_index_dir(
         (tmp / MANIFEST_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info("wrote index directory %s (%d items)", directory, len(items))
     return directory
-
-
-def relative_to(path: Path, start: Path) -> str:
-    """``path`` relative to the directory ``start`` (``..`` allowed): what an index records to be movable."""
-    return os.path.relpath(path, start.resolve())
-
-
-def _relocatable(
-    directory: Path, items: pd.DataFrame, manifest: Mapping[str, Any]
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Image paths stored relative to the images' common root, which the manifest records both absolutely
-    and relative to the index directory; the checkpoint likewise. An index directory moved alone, or moved
-    together with its images, still finds them (:func:`resolve_image_root`)."""
-    manifest = json.loads(json.dumps(dict(manifest)))
-    paths = [str(p) for p in items["image_path"]]
-    absolute = [p for p in paths if p and os.path.isabs(p)]
-    if absolute and len(absolute) == len(paths):
-        root = Path(os.path.commonpath(absolute))
-        if len(set(absolute)) == 1 or Path(absolute[0]) == root:
-            root = root.parent  # one image: its folder is the root
-        items = items.copy()
-        items["image_path"] = [os.path.relpath(p, root) for p in paths]
-        manifest.setdefault("catalogue", {})["image_root"] = {
-            "path": str(root),
-            "relative_to_index": relative_to(root, directory),
-        }
-    ckpt = (manifest.get("checkpoint") or {}).get("path")
-    if ckpt:
-        manifest["checkpoint"]["relative_to_index"] = relative_to(Path(ckpt), directory)
-    return items, manifest
-
-
-def resolve_image_root(
-    directory: str | os.PathLike[str], manifest: Mapping[str, Any], override: str | os.PathLike[str] | None
-) -> Path | None:
-    """Where an index's images are: ``override``, else the recorded absolute root when it exists, else the
-    recorded root relative to the index directory (both moved together); ``None`` for an index that stores
-    absolute image paths (built before paths were made relative)."""
-    rec = (manifest.get("catalogue") or {}).get("image_root")
-    if override is not None:
-        return Path(override).resolve()
-    if not rec:
-        return None
-    recorded = Path(rec["path"])
-    beside = (Path(directory) / rec["relative_to_index"]).resolve()
-    return recorded if recorded.is_dir() or not beside.is_dir() else beside
-
-
-def _rebase_image_roots(manifest: dict[str, Any], root: Path) -> None:
-    """The folders serve may stream from, moved along with the image root they were recorded under."""
-    catalogue = manifest.get("catalogue") or {}
-    old_root, roots = (catalogue.get("image_root") or {}).get("path"), catalogue.get("image_roots")
-    if not old_root or not roots or Path(old_root) == root:
-        return
-    catalogue["image_roots"] = [
-        str(root / os.path.relpath(r, old_root)) if Path(r).isrelative_to(old_root) else r for r in roots
-    ]
-
-
-def resolve_checkpoint_path(directory: str | os.PathLike[str], manifest: Mapping[str, Any]) -> Path | None:
-    """The checkpoint an index was built with: its recorded path, or the same file relative to the index
-    directory when the two were moved together."""
-    rec = manifest.get("checkpoint") or {}
-    if not rec.get("path"):
-        return None
-    recorded = Path(rec["path"])
-    if recorded.is_file() or not rec.get("relative_to_index"):
-        return recorded
-    beside = (Path(directory) / rec["relative_to_index"]).resolve()
-    return beside if beside.is_file() else recorded
 
 
 def load_index_dir(

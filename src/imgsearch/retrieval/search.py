@@ -33,12 +33,12 @@ from imgsearch.retrieval.index import (
     group_members,
     load_index_dir,
     prepare_vectors,
-    resolve_checkpoint_path,
     search_batched,
     search_params,
     search_within_groups,
     set_search_params,
 )
+from imgsearch.retrieval.locations import resolve_checkpoint_path
 
 log = logging.getLogger(__name__)
 
