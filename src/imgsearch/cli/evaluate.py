@@ -17,9 +17,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from imgsearch.cli.inputs import embed_kwargs, output_dir, resolve_inputs
+from imgsearch.cli.task import run_task
 from imgsearch.utils.config import config_dir
-from imgsearch.utils.quiet import quiet_known_noise
-from imgsearch.utils.validate import EMBED_RULES, ConfigError, validate_config
+from imgsearch.utils.validate import EMBED_RULES, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,7 @@ def _runtime(module: Any, ckpt: Path | None, cfg: DictConfig) -> Any:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    from imgsearch.models.checkpoint import CheckpointError
-
-    quiet_known_noise()
-    try:
-        summary = run(cfg)
-    except (ConfigError, CheckpointError) as exc:
-        raise SystemExit(str(exc)) from None  # names the key or file, the cause and the fix
+    summary = run_task(run, cfg)
     # the value a sweeper would maximise: mAP at the largest k of the main setting
     return None if summary is None else float(summary[f"mAP@{max(summary['main']['ks'])}"])
 

@@ -27,9 +27,9 @@ from imgsearch.cli.inputs import (
     resolve_inputs,
     run_dir_of,
 )
+from imgsearch.cli.task import run_task
 from imgsearch.utils.config import config_dir
-from imgsearch.utils.quiet import quiet_known_noise
-from imgsearch.utils.validate import EMBED_RULES, ConfigError, validate_config
+from imgsearch.utils.validate import EMBED_RULES, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +203,7 @@ def build(cfg: DictConfig) -> Path | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="index")
 def main(cfg: DictConfig) -> None:
-    from imgsearch.models.checkpoint import CheckpointError
-
-    quiet_known_noise()
-    try:
-        build(cfg)
-    except (ConfigError, CheckpointError) as exc:
-        raise SystemExit(str(exc)) from None  # names the key or file, the cause and the fix
+    run_task(build, cfg)
 
 
 if __name__ == "__main__":

@@ -29,16 +29,16 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from imgsearch.cli.inputs import CATALOGUE_FILE, resume_checkpoint
+from imgsearch.cli.task import run_task
 from imgsearch.data.datamodule import CatalogueDataModule, class_names_of
 from imgsearch.data.metric_labels import metric_label_names
 from imgsearch.data.schema import catalogue_hash, read_catalogue
-from imgsearch.models.checkpoint import CheckpointError, read_resume_checkpoint
+from imgsearch.models.checkpoint import read_resume_checkpoint
 from imgsearch.utils.config import config_dir
 from imgsearch.utils.instantiators import instantiate_callbacks, instantiate_loggers
-from imgsearch.utils.quiet import quiet_known_noise
 from imgsearch.utils.summary import render_summary, scalar_metrics, write_metrics
 from imgsearch.utils.tracking import log_hyperparameters, tracking
-from imgsearch.utils.validate import TRAIN_RULES, ConfigError, validate_config
+from imgsearch.utils.validate import TRAIN_RULES, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -225,11 +225,7 @@ def _fit_and_test(
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the optimized metric for sweepers (Optuna maximises it)."""
-    quiet_known_noise()
-    try:
-        record = train(cfg)
-    except (CheckpointError, ConfigError) as exc:
-        raise SystemExit(str(exc)) from None  # the message names the file, the cause and the fix
+    record = run_task(train, cfg)
     value = record["optimized_metric"]["value"]
     return float(value) if value is not None else None
 

@@ -66,6 +66,22 @@ class Embeddings:
         return len(self.rows)
 
 
+def prediction_trainer_kwargs(trainer_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``lightning.Trainer`` arguments of a prediction pass: no logger, checkpoints or summary, the caller's
+    settings (devices, strategy, precision, ...) on top."""
+    kwargs: dict[str, Any] = {
+        "accelerator": "auto",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        # Lightning's bar in a log file is a wall of "0.00it/s"; the caller can still ask for it
+        "enable_progress_bar": is_terminal(),
+    }
+    kwargs.update(dict(trainer_kwargs or {}))
+    return kwargs
+
+
 class _Embedder(L.LightningModule):
     """Wraps a classifier (or nothing, for pixels) so ``Trainer.predict`` yields the requested kinds."""
 
@@ -211,16 +227,7 @@ def embed_catalogue(
         parts = [_onnx_part(engine, batch, kinds) for batch in loader if batch is not None]
         return _finish(merge_parts(parts, kinds, len(table)), table)
     collector = _Collect()
-    kwargs: dict[str, Any] = {
-        "accelerator": "auto",
-        "devices": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_model_summary": False,
-        # Lightning's bar in a log file is a wall of "0.00it/s"; the caller can still ask for it
-        "enable_progress_bar": is_terminal(),
-    }
-    kwargs.update(dict(trainer_kwargs or {}))
+    kwargs = prediction_trainer_kwargs(trainer_kwargs)
     kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), collector]
     trainer = L.Trainer(**kwargs)
     if isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher):

@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
-from imgsearch.retrieval.embed import PIXELS, _Embedder
+from imgsearch.retrieval.embed import PIXELS, _Embedder, prediction_trainer_kwargs
 from imgsearch.utils.atomic import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -344,14 +344,7 @@ def embed_to_shards(
 
     writer = ShardWriter(directory, table, kind, int(shard_rows), dtype, normalize=normalize)
     writer.dim = dim
-    kwargs: dict[str, Any] = {
-        "accelerator": "auto",
-        "devices": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_model_summary": False,
-    }
-    kwargs.update(dict(trainer_kwargs or {}))
+    kwargs = prediction_trainer_kwargs(trainer_kwargs)
     # each rank chooses its own shards: Lightning must not split its loader again
     kwargs["use_distributed_sampler"] = False
     kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), writer]
