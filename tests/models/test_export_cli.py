@@ -30,3 +30,14 @@ def test_export_cli_bad_checkpoint_is_one_line_error(tmp_path, capsys):
     assert main([str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("imgsearch-export:") and "x.ckpt" in err and err.count("\n") == 1
+
+
+def test_export_cli_takes_a_run_directory(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    model = ImageClassifier(backbone="svm", num_classes=2, class_names=["a", "b"], input_size=8).eval()
+    ckpt = save_checkpoint(model, run / "checkpoints" / "epoch_003.ckpt")
+    (run / "metrics.json").write_text(json.dumps({"best_checkpoint": str(ckpt)}))
+    assert main([str(run)]) == 0  # the run's best checkpoint, as index and eval resolve it
+    assert cached_export_path(ckpt, checkpoint_sha256(ckpt)).is_file()

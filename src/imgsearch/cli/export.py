@@ -1,6 +1,7 @@
 """``imgsearch-export``: export a checkpoint (or a pretrained-only backbone) to ONNX, checked against PyTorch.
 
-    imgsearch-export outputs/demo/runs/<run>/checkpoints/best.ckpt      # -> beside it, keyed by its sha256
+    imgsearch-export outputs/demo/train              # a run directory (its best checkpoint), best, last or a
+                                                     # .ckpt -> beside the checkpoint, keyed by its sha256
     imgsearch-export --backbone efficientnet_lite0 --output lite0.onnx  # ImageNet weights, no training
 
 Index, eval, search and serve export on first use anyway (``runtime=auto``); this command does it ahead of
@@ -21,7 +22,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="imgsearch-export", description=__doc__.splitlines()[0].split(": ", 1)[1]
     )
-    p.add_argument("checkpoint", nargs="?", help="trained classifier checkpoint (.ckpt)")
+    p.add_argument(
+        "checkpoint", nargs="?", help="a .ckpt, a training run directory, or best / last of the newest run"
+    )
     p.add_argument(
         "--backbone", help="instead of a checkpoint: a registered backbone with its pretrained weights"
     )
@@ -53,9 +56,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.checkpoint:
-            module = load_classifier(args.checkpoint, map_location="cpu")
-            sha = checkpoint_sha256(args.checkpoint)
-            out = args.output or cached_export_path(args.checkpoint, sha)
+            from imgsearch.cli.inputs import resolve_checkpoint
+            from imgsearch.utils.config import repo_root
+
+            ckpt = resolve_checkpoint(
+                args.checkpoint, runs_root=Path(repo_root()) / "outputs" / "train" / "runs"
+            )
+            module = load_classifier(ckpt, map_location="cpu")
+            sha = checkpoint_sha256(ckpt)
+            out = args.output or cached_export_path(ckpt, sha)
         else:
             from imgsearch.models.classifier import ImageClassifier
 
