@@ -29,7 +29,7 @@ def image_roots(items: pd.DataFrame) -> list[str]:
     parents = sorted({str(Path(p).resolve().parent) for p in items["image_path"].astype(str) if p})
     roots: list[str] = []
     for folder in parents:  # sorted, so a folder comes right after any ancestor already kept
-        if not roots or not Path(folder).isrelative_to(roots[-1]):
+        if not roots or not Path(folder).is_relative_to(roots[-1]):
             roots.append(folder)
     return roots
 
@@ -87,7 +87,7 @@ def _rebase_image_roots(manifest: dict[str, Any], root: Path) -> None:
     if not old_root or not roots or Path(old_root) == root:
         return
     catalogue["image_roots"] = [
-        str(root / os.path.relpath(r, old_root)) if Path(r).isrelative_to(old_root) else r for r in roots
+        str(root / os.path.relpath(r, old_root)) if Path(r).is_relative_to(old_root) else r for r in roots
     ]
 
 
