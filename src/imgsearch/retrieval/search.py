@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -88,18 +89,16 @@ class SearchResult:
 def group_hits(hits: Sequence[SearchHit], k: int) -> list[SearchHit]:
     """One hit per product (its best-ranked photo), the product's other photos in ``other_views``, ranks
     renumbered, at most ``k``."""
-    order: list[str] = []
-    best: dict[str, SearchHit] = {}
+    best: dict[str, SearchHit] = {}  # insertion order = rank order of each product's first photo
     others: dict[str, list[str]] = {}
     for h in hits:
-        if h.product_id not in best:
-            order.append(h.product_id)
-            best[h.product_id], others[h.product_id] = h, []
-        else:
+        if h.product_id in best:
             others[h.product_id].append(h.item_id)
+        else:
+            best[h.product_id], others[h.product_id] = h, []
     return [
-        dataclasses.replace(best[p], rank=r, other_views=tuple(others[p]))
-        for r, p in enumerate(order[:k], start=1)
+        dataclasses.replace(hit, rank=r, other_views=tuple(others[p]))
+        for r, (p, hit) in enumerate(list(best.items())[:k], start=1)
     ]
 
 
@@ -112,11 +111,9 @@ def neighbour_vote(hits: Sequence[SearchHit]) -> tuple[str | None, float | None]
     labels = [h.label for h in hits if h.label]
     if not labels:
         return None, None
-    counts: dict[str, int] = {}
-    for label in labels:
-        counts[label] = counts.get(label, 0) + 1
-    best = max(counts, key=lambda lab: (counts[lab], -labels.index(lab)))
-    return best, counts[best] / len(labels)
+    # most_common keeps first-seen order among equal counts: a tie goes to the better-ranked label
+    best, count = Counter(labels).most_common(1)[0]
+    return best, count / len(labels)
 
 
 class Searcher:
