@@ -106,3 +106,17 @@ def test_help_lists_only_the_groups_a_command_takes(
     groups = out.split("== Configuration groups ==")[1].split("== Config ==")[0]
     names = {line.split(":")[0].strip() for line in groups.splitlines() if ":" in line}
     assert set(wanted) <= names and not (set(refused) & names), groups
+
+
+def test_index_command_without_a_model_is_one_line(tmp_path):
+    (tmp_path / "c.csv").write_text("item_id\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "imgsearch.cli.index",
+        f"catalogue={tmp_path / 'c.csv'}",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "needs a model: checkpoint=" in proc.stderr.strip().splitlines()[-1]

@@ -15,11 +15,12 @@ T = TypeVar("T")
 
 
 def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
+    from imgsearch.cli.inputs import InputError
     from imgsearch.models.checkpoint import CheckpointError
     from imgsearch.utils.validate import ConfigError
 
     quiet_known_noise()
     try:
         return task(cfg)
-    except (ConfigError, CheckpointError) as exc:
+    except (ConfigError, CheckpointError, InputError) as exc:
         raise SystemExit(str(exc)) from None  # the message names the key or file, the cause and the fix
