@@ -73,7 +73,8 @@ def filter_mask(items: pd.DataFrame, filters: Mapping[str, Condition]) -> np.nda
 
 
 def allowed_ids(items: pd.DataFrame, filters: Mapping[str, Condition] | None) -> np.ndarray | None:
-    """Index positions passing ``filters`` (``None`` = no filter: everything is allowed)."""
+    """FAISS ids of the rows passing ``filters``, i.e. the labels of ``items``' index (the positions of a
+    built index, the ``vector_id``s of a live one); ``None`` = no filter: everything is allowed."""
     if not filters:
         return None
-    return np.flatnonzero(filter_mask(items, filters))
+    return items.index.to_numpy(dtype=np.int64)[filter_mask(items, filters)]

@@ -132,20 +132,27 @@ def search_params(
     ids: Sequence[int] | np.ndarray | None = None,
     nprobe: int | None = None,
     ef_search: int | None = None,
+    exclude: Sequence[int] | np.ndarray | None = None,
 ) -> faiss.SearchParameters | None:
     """Per-search parameters of the right FAISS type for ``index``.
 
     ``ids`` restricts the search to those index positions (``IDSelectorBatch``; classify-then-search),
-    ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall. Returns ``None`` when nothing is set.
+    ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall; ``exclude`` leaves those ids out
+    (a live index's tombstones). Returns ``None`` when nothing is set.
     """
-    if ids is None and nprobe is None and ef_search is None:
+    if ids is None and nprobe is None and ef_search is None and (exclude is None or not len(exclude)):
         return None
-    sel = None
+    sel = keep = None
     if ids is not None:
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(np.asarray(ids), dtype=np.int64))
+    elif exclude is not None and len(exclude):
+        keep = faiss.IDSelectorBatch(np.ascontiguousarray(np.asarray(exclude), dtype=np.int64))
+        sel = faiss.IDSelectorNot(keep)
 
     def make(idx: faiss.Index) -> faiss.SearchParameters:
         idx = faiss.downcast_index(idx)
+        if isinstance(idx, faiss.IndexIDMap2 | faiss.IndexIDMap):
+            return make(idx.index)  # the map translates the selector and hands the parameters down
         if isinstance(idx, faiss.IndexPreTransform):
             return faiss.SearchParametersPreTransform(index_params=make(idx.index))
         kwargs: dict[str, Any] = {} if sel is None else {"sel": sel}
@@ -160,7 +167,7 @@ def search_params(
         return faiss.SearchParameters(**kwargs)
 
     params = make(index)
-    params._imgsearch_sel = sel  # keep the selector alive as long as the parameters
+    params._imgsearch_sel = (sel, keep)  # keep the selectors alive as long as the parameters
     return params
 
 
@@ -210,14 +217,18 @@ def search_batched(
     return scores, ids
 
 
-def group_members(gallery_groups: Sequence[Any] | np.ndarray) -> Callable[[Any], np.ndarray]:
-    """``value -> index positions whose group is value``, computed once per value."""
+def group_members(
+    gallery_groups: Sequence[Any] | np.ndarray, ids: np.ndarray | None = None
+) -> Callable[[Any], np.ndarray]:
+    """``value -> ids of the gallery items whose group is value``, computed once per value; ``ids`` are
+    the items' FAISS ids (default: their positions)."""
     groups = np.asarray(gallery_groups, dtype=object)
     cache: dict[Any, np.ndarray] = {}
 
     def members(value: Any) -> np.ndarray:
         if value not in cache:
-            cache[value] = np.flatnonzero(groups == value)
+            where = np.flatnonzero(groups == value)
+            cache[value] = where if ids is None else ids[where]
         return cache[value]
 
     return members

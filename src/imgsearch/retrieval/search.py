@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,8 +24,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from imgsearch.data.images import to_rgb
-from imgsearch.data.schema import optional_price
+from imgsearch.data.images import ImageDecodeError, load_image, to_rgb
+from imgsearch.data.schema import optional_price, validate_catalogue
 from imgsearch.data.transforms import PIXEL_SIZE, eval_transform, pixel_transform
 from imgsearch.retrieval.embed import PIXELS
 from imgsearch.retrieval.filters import allowed_ids
@@ -39,6 +40,7 @@ from imgsearch.retrieval.index import (
     search_within_groups,
     set_search_params,
 )
+from imgsearch.retrieval.live import LiveIndex, is_live
 from imgsearch.retrieval.locations import resolve_checkpoint_path
 
 log = logging.getLogger(__name__)
@@ -135,13 +137,20 @@ class Searcher:
         search_params: str | None = None,
         runtime: Any = "torch",
         checkpoint: str | os.PathLike[str] | None = None,
+        live: LiveIndex | None = None,
     ) -> None:
         emb = manifest.get("embedding", {})
         self.kind: str = emb.get("kind", "features")
         self.normalize: bool = bool(emb.get("normalize", True))
         check_compatible(manifest, module, self.kind)
+        # A live catalogue's ids are its vector ids, a built index's its positions: ``items`` is indexed by
+        # them either way, and every search answers with them.
+        self.live = live
+        self.index_dir: str | None = None  # set by from_index_dir: where make_live finds the catalogue
+        self._image_root: str | os.PathLike[str] | None = None
+        self._lock = threading.RLock()
         self.index = index
-        self.items = items.reset_index(drop=True)
+        self.items = items if live is not None else items.reset_index(drop=True)
         self.manifest = manifest
         self.device = torch.device(device)
         self.module = module.to(self.device).eval() if module is not None else None
@@ -160,9 +169,22 @@ class Searcher:
                 if isinstance(runtime, OnnxEmbedder)
                 else select_runtime(module, checkpoint, str(runtime), gpu=wants_gpu(device))
             )
-        self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object))
+        self._search_params = search_params or (manifest.get("index") or {}).get("search_params")
+        self._adopt_items()
+
+    def _adopt_items(self) -> None:
+        """Derived lookups of the current item table (again after each live change)."""
+        if self.live is not None:
+            self.index, self.items = self.live.index, self.live.items
+        ids = self.items.index.to_numpy(dtype=np.int64)
+        self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object), ids)
         self._max_views = int(self.items.groupby("product_id").size().max()) if len(self.items) else 1
-        set_search_params(self.index, search_params or (manifest.get("index") or {}).get("search_params"))
+        set_search_params(self.index, self._search_params)
+
+    def _sync(self) -> None:
+        """See what other processes committed to a live catalogue since the last query."""
+        if self.live is not None and self.live.refresh():
+            self._adopt_items()
 
     @classmethod
     def from_index_dir(
@@ -175,6 +197,7 @@ class Searcher:
         image_root: str | os.PathLike[str] | None = None,
         search_params: str | None = None,
         runtime: str = "torch",
+        live: bool | None = None,
     ) -> Searcher:
         """Load an index directory and its model.
 
@@ -192,21 +215,48 @@ class Searcher:
                 beside the index directory as they were when it was built).
             runtime: ``torch``, ``onnx`` or ``auto`` (ONNX Runtime on a CPU), see
                 :func:`imgsearch.models.export.select_runtime`.
+            live: open the live catalogue (:mod:`imgsearch.retrieval.live`; ``True`` makes a built index
+                live, ready for :meth:`add_items` / :meth:`remove_items`); default: live if it already is.
 
         Raises:
             FileNotFoundError: index files or the checkpoint are missing.
             IndexCompatibilityError: the checkpoint changed since the index was built, or does not fit it.
         """
+        searcher = cls._from_index_dir(
+            index_dir, device=device, checkpoint=checkpoint, allow_other_checkpoint=allow_other_checkpoint,
+            image_root=image_root, search_params=search_params, runtime=runtime, live=live,
+        )  # fmt: skip
+        searcher.index_dir, searcher._image_root = str(index_dir), image_root
+        return searcher
+
+    @classmethod
+    def _from_index_dir(
+        cls,
+        index_dir: str | os.PathLike[str],
+        *,
+        device: str,
+        checkpoint: str | os.PathLike[str] | None,
+        allow_other_checkpoint: bool,
+        image_root: str | os.PathLike[str] | None,
+        search_params: str | None,
+        runtime: str,
+        live: bool | None,
+    ) -> Searcher:
         from imgsearch.models.checkpoint import checkpoint_sha256, load_classifier
 
-        index, items, manifest = load_index_dir(index_dir, image_root=image_root)
+        if live or (live is None and is_live(index_dir)):
+            live_index = LiveIndex.open(index_dir, create=True, image_root=image_root)
+            index, items, manifest = live_index.index, live_index.items, live_index.manifest
+        else:
+            live_index = None
+            index, items, manifest = load_index_dir(index_dir, image_root=image_root)
         recorded = manifest.get("checkpoint") or {}
         module = None
         source = checkpoint
         if checkpoint is not None:
             module = load_classifier(checkpoint, map_location="cpu")
             searcher = cls(
-                index, items, manifest, module, device=device, search_params=search_params
+                index, items, manifest, module, device=device, search_params=search_params, live=live_index
             )  # the shape guard first
             want, got = recorded.get("sha256"), checkpoint_sha256(checkpoint)
             if want and got != want:
@@ -224,7 +274,7 @@ class Searcher:
                 return searcher
             # accepted: only now pay for the export (the guard above ran on PyTorch)
             return cls(index, items, manifest, module, device=device, search_params=search_params,
-                       runtime=runtime, checkpoint=checkpoint)  # fmt: skip
+                       runtime=runtime, checkpoint=checkpoint, live=live_index)  # fmt: skip
         elif recorded.get("path"):
             path = resolve_checkpoint_path(index_dir, manifest)
             if not path.is_file():
@@ -250,7 +300,7 @@ class Searcher:
             raise IndexCompatibilityError(f"the manifest of {index_dir} names no checkpoint; pass one")
         return cls(
             index, items, manifest, module, device=device, search_params=search_params, runtime=runtime,
-            checkpoint=source,
+            checkpoint=source, live=live_index,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ querying
@@ -280,7 +330,7 @@ class Searcher:
         for score, i in zip(scores, ids, strict=True):
             if i < 0:
                 continue  # fewer items than k (or than k in the category)
-            row = self.items.iloc[int(i)]
+            row = self.items.loc[int(i)]
             hits.append(
                 SearchHit(
                     rank=len(hits) + 1,
@@ -323,10 +373,55 @@ class Searcher:
             return []
         if restrict_to_predicted and not (self.module is not None and self.module.class_names):
             raise ValueError("restrict_to_predicted needs a classifier; this index has none")
-        allowed = allowed_ids(self.items, filters)
         vectors, probs = self.embed(images)
-        categories: list[str | None] = [None] * len(images)
-        confidence: list[float | None] = [None] * len(images)
+        return self.search_vectors(
+            vectors, probs, k, restrict_to_predicted=restrict_to_predicted, filters=filters,
+            group_by_product=group_by_product,
+        )  # fmt: skip
+
+    def search_vectors(
+        self,
+        vectors: np.ndarray,
+        probs: np.ndarray | None,
+        k: int = 10,
+        *,
+        restrict_to_predicted: bool = False,
+        filters: Mapping[str, Any] | None = None,
+        group_by_product: bool = False,
+        exclude_items: Sequence[str] = (),
+    ) -> list[SearchResult]:
+        """:meth:`search` for query vectors already embedded (and their class probabilities, or ``None``);
+        ``exclude_items`` are never returned (the query item itself, for "more like this")."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        with self._lock:
+            self._sync()
+            return self._search_vectors(
+                vectors, probs, k, restrict_to_predicted=restrict_to_predicted, filters=filters,
+                group_by_product=group_by_product, exclude_items=exclude_items,
+            )  # fmt: skip
+
+    def _search_vectors(
+        self,
+        vectors: np.ndarray,
+        probs: np.ndarray | None,
+        k: int,
+        *,
+        restrict_to_predicted: bool,
+        filters: Mapping[str, Any] | None,
+        group_by_product: bool,
+        exclude_items: Sequence[str],
+    ) -> list[SearchResult]:
+        n = len(vectors)
+        allowed = allowed_ids(self.items, filters)
+        if exclude_items:
+            keep = ~self.items["item_id"].astype(str).isin([str(i) for i in exclude_items]).to_numpy()
+            if allowed is None:
+                allowed = self.items.index.to_numpy(dtype=np.int64)[keep]
+            else:
+                allowed = np.intersect1d(allowed, self.items.index.to_numpy(dtype=np.int64)[keep])
+        categories: list[str | None] = [None] * n
+        confidence: list[float | None] = [None] * n
         if probs is not None:
             names = self.module.class_names
             best = probs.argmax(axis=1)
@@ -334,22 +429,27 @@ class Searcher:
             confidence = [float(probs[i, b]) for i, b in enumerate(best)]
         # with grouping, k products need at most k * (most photos of one product) results
         fetch = k * self._max_views if group_by_product else k
-        k_eff = min(fetch, self.index.ntotal if allowed is None else max(len(allowed), 1))
+        k_eff = max(1, min(fetch, len(self.items) if allowed is None else len(allowed)))
+        dead = self.live.dead if self.live is not None else None
         if restrict_to_predicted:
             members = self._members_of_label
             if allowed is not None:
-                members = group_members(self.items["label"].astype(str).where(self._allowed_mask(allowed)))
+                mask = self.items.index.isin(allowed)
+                labels = self.items["label"].astype(str).where(mask).to_numpy(dtype=object)
+                members = group_members(labels, self.items.index.to_numpy(dtype=np.int64))
             s, ids = search_within_groups(self.index, vectors, k_eff, categories, members)
         elif allowed is not None:
             if len(allowed) == 0:
-                s, ids = np.zeros((len(images), k_eff), np.float32), np.full((len(images), k_eff), -1)
+                s, ids = np.zeros((n, k_eff), np.float32), np.full((n, k_eff), -1)
             else:
                 params = search_params(self.index, ids=allowed)
                 s, ids = search_batched(self.index, vectors, k_eff, params=params)
         else:
-            s, ids = search_batched(self.index, vectors, k_eff)
+            # a live HNSW index keeps removed vectors as tombstones: leave them out inside the search
+            params = search_params(self.index, exclude=dead) if dead is not None and len(dead) else None
+            s, ids = search_batched(self.index, vectors, k_eff, params=params)
         results = []
-        for i in range(len(images)):
+        for i in range(n):
             hits = self._hits(s[i], ids[i])
             if group_by_product:
                 hits = group_hits(hits, k)
@@ -358,7 +458,145 @@ class Searcher:
             results.append(SearchResult(categories[i], confidence[i], hits))
         return results
 
-    def _allowed_mask(self, allowed: np.ndarray) -> np.ndarray:
-        mask = np.zeros(len(self.items), dtype=bool)
-        mask[allowed] = True
-        return mask
+    # ------------------------------------------------------------------------------------------ writing
+
+    def make_live(self) -> LiveIndex:
+        """The live catalogue behind this searcher, made live on first use (:mod:`~imgsearch.retrieval.live`).
+
+        Raises:
+            ValueError: the searcher was not loaded from an index directory.
+        """
+        with self._lock:
+            if self.live is None:
+                if self.index_dir is None:
+                    raise ValueError(
+                        "only a searcher loaded with Searcher.from_index_dir can change its catalogue"
+                    )
+                self.live = LiveIndex.open(self.index_dir, create=True, image_root=self._image_root)
+                self._adopt_items()
+            return self.live
+
+    def add_items(
+        self,
+        items: pd.DataFrame,
+        images: Sequence[Image.Image] | None = None,
+        *,
+        mode: str = "add",
+        batch_size: int = 32,
+    ) -> dict[str, Any]:
+        """Embed and add catalogue rows (the schema of :mod:`imgsearch.data.schema`; extra columns are kept
+        and filterable) in one transaction, without a rebuild.
+
+        Args:
+            items: rows with at least ``item_id``, ``image_path`` and ``label``.
+            images: their decoded photos, in row order (default: read from ``image_path``; unreadable ones
+                are skipped, counted and named in the report, the others still added).
+            mode: ``add`` (new ids only), ``update`` (existing ids: photo and metadata replaced) or
+                ``upsert``.
+
+        Returns:
+            ``{"added": n, "item_ids": [...], "skipped": {item_id: reason}}``.
+
+        Raises:
+            ItemStoreError: an id exists (add) or does not (update); ValueError: a row breaks the schema.
+        """
+        from imgsearch.data.transforms import draft_size_for
+
+        rows = validate_catalogue(items).reset_index(drop=True)
+        skipped: dict[str, str] = {}
+        if images is None:
+            loaded: list[Image.Image] = []
+            keep: list[int] = []
+            draft = draft_size_for(self.module.data_config) if self.kind != PIXELS else None
+            for i, path in enumerate(rows["image_path"].astype(str)):
+                try:
+                    loaded.append(load_image(path, draft_size=draft))
+                    keep.append(i)
+                except ImageDecodeError as exc:
+                    skipped[str(rows.at[i, "item_id"])] = exc.reason
+            if skipped:
+                log.warning("add_items: %d unreadable photo(s) skipped: %s", len(skipped), skipped)
+            rows, images = rows.iloc[keep].reset_index(drop=True), loaded
+        elif len(images) != len(rows):
+            raise ValueError(f"{len(rows)} rows but {len(images)} images")
+        live = self.make_live()
+        if not len(rows):
+            return {"added": 0, "item_ids": [], "skipped": skipped}
+        parts = [self.embed(images[s : s + batch_size])[0] for s in range(0, len(images), batch_size)]
+        with self._lock:
+            live.add(rows, np.vstack(parts), mode=mode)
+            self._adopt_items()
+        return {"added": len(rows), "item_ids": rows["item_id"].astype(str).tolist(), "skipped": skipped}
+
+    def remove_items(self, item_ids: Sequence[str], *, missing_ok: bool = False) -> int:
+        """Remove items by id in one transaction; they are never returned again. Returns how many."""
+        live = self.make_live()
+        with self._lock:
+            n = len(live.remove(item_ids, missing_ok=missing_ok))
+            self._adopt_items()
+        return n
+
+    def update_metadata(self, item_id: str, values: Mapping[str, Any]) -> None:
+        """Change an item's metadata (title, price, any column; not its photo) in one transaction."""
+        live = self.make_live()
+        with self._lock:
+            live.set_metadata(item_id, values)
+            self._adopt_items()
+
+    def compact(self) -> dict[str, Any]:
+        """Write a snapshot of the live catalogue, tombstones removed (see :meth:`LiveIndex.compact`)."""
+        live = self.make_live()
+        with self._lock:
+            snap = live.compact()
+            self._adopt_items()
+        return {"snapshot": snap.file, "vectors": snap.ntotal, "items": len(self.items)}
+
+    def item(self, item_id: str) -> pd.Series:
+        """An item's row. Raises ``KeyError`` for an unknown id."""
+        with self._lock:
+            self._sync()
+            match = self.items[self.items["item_id"].astype(str) == str(item_id)]
+        if not len(match):
+            raise KeyError(f"item id {item_id!r} is not in the catalogue")
+        return match.iloc[0]
+
+    def similar(
+        self,
+        item_id: str,
+        k: int = 10,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        group_by_product: bool = False,
+    ) -> SearchResult:
+        """ "More like this": the items nearest to a stored item's own vector, the item itself (and, with
+        ``group_by_product``, its product) left out. The category is the item's own label.
+
+        Raises:
+            KeyError: unknown item id.
+        """
+        with self._lock:
+            row = self.item(item_id)
+            vid = int(row.name)
+            if self.live is not None:
+                vector = self.live.vector_of(str(item_id))
+            else:
+                if ivf := _ivf_without_direct_map(self.index):
+                    ivf.make_direct_map()  # IVF reconstructs by id only with its direct map
+                vector = self.index.reconstruct(vid)
+            exclude = [str(item_id)]
+            if group_by_product:
+                same = self.items["product_id"].astype(str) == str(row["product_id"])
+                exclude = self.items.loc[same, "item_id"].astype(str).tolist()
+            result = self.search_vectors(
+                vector[None, :], None, k, filters=filters, group_by_product=group_by_product,
+                exclude_items=exclude,
+            )[0]  # fmt: skip
+        return SearchResult(str(row["label"]) or None, None, result.hits)
+
+
+def _ivf_without_direct_map(index: faiss.Index) -> Any | None:
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+    return None if ivf.direct_map.type != faiss.DirectMap.NoMap else ivf
