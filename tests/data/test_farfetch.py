@@ -68,6 +68,7 @@ def test_real_sample_metadata(listings):
     assert _row(listings, "13660872")["gender"] == "unisex"
     assert _row(listings, "13660872")["brand"] == "Calvin Klein Jeans Est. 1978"
     assert _row(listings, "14133999", "model")["image_url"].endswith("/14/13/39/99/14133999_18844509_300.jpg")
+    assert _row(listings, "13536955")["url"] == "https://www.farfetch.com/shopping/item-13536955.aspx"
 
 
 # Checked by reading each description: the item is named by the last noun.

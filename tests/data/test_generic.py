@@ -134,3 +134,22 @@ def test_unknown_column_is_named(tmp_path):
         read_csv_catalogue(p, tmp_path, image_column="file")
     with pytest.raises(FileNotFoundError, match=r"missing\.csv"):
         read_csv_catalogue(tmp_path / "missing.csv", tmp_path)
+
+
+def test_currency_url_and_extra_columns_are_kept_for_cards_and_filters(tmp_path):
+    p = _user_table(tmp_path)
+    table = p.read_text(encoding="utf-8").splitlines()
+    table[0] += ",money,page,colour"
+    table[1:] = [line + f",EUR,https://shop.example/{i},red" for i, line in enumerate(table[1:])]
+    p.write_text("\n".join(table) + "\n", encoding="utf-8")
+    kw = dict(image_column="file", image_template="{}", label_column="cat", product_column="sku")
+    df = read_csv_catalogue(p, tmp_path / "imgs", currency_column="money", url_column="page",
+                            extra_columns=["colour"], **kw)  # fmt: skip
+    assert df["currency"].tolist() == ["EUR", "EUR"]
+    assert df["url"].tolist() == ["https://shop.example/0", "https://shop.example/1"]
+    assert df["colour"].tolist() == ["red", "red"]
+    with pytest.raises(ValueError, match="column 'shade' not found"):
+        read_csv_catalogue(p, tmp_path / "imgs", extra_columns=["shade"], **kw)
+    p.write_text(p.read_text(encoding="utf-8").replace(",maker,", ",brand,", 1), encoding="utf-8")
+    with pytest.raises(ValueError, match="clashes"):  # the table's own "brand" is not the brand column
+        read_csv_catalogue(p, tmp_path / "imgs", extra_columns=["brand"], **kw)

@@ -317,6 +317,7 @@ def read_amazon(
             "currency": np.where(df["price"].notna(), "USD", ""),
             "source": "amazon",
             "image_url": df["url"].where(~placeholder, ""),
+            "url": "https://www.amazon.com/dp/" + df["asin"].astype(str),  # the product page, by ASIN
             "meta_file": df["file"],
             "meta_line": df["line"].astype(str),
         }

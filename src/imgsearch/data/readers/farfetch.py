@@ -147,6 +147,8 @@ def read_farfetch(
                 "currency": col("priceInfo.currencyCode"),
                 "source": "farfetch",
                 "image_url": urls,
+                # the listing's page, from its id (Farfetch's item URLs redirect to the canonical one)
+                "url": "https://www.farfetch.com/shopping/item-" + raw["id"] + ".aspx",
             }
         )
         if root is not None:

@@ -164,6 +164,9 @@ def read_csv_catalogue(
     price_column: str | None = None,
     gender_column: str | None = None,
     view_column: str | None = None,
+    currency_column: str | None = None,
+    url_column: str | None = None,
+    extra_columns: list[str] | None = None,
     source: str = "csv",
     encoding: str = "utf-8-sig",
     image_roots: list[str | os.PathLike[str]] | None = None,
@@ -181,6 +184,10 @@ def read_csv_catalogue(
         product_column: rows sharing it are one product (default: one product per row).
         item_column: unique row id (default: the image column).
         title_column, brand_column, price_column, gender_column, view_column: metadata columns.
+        currency_column: the prices' currency (``EUR``, ``$``); url_column: the product's page, which
+            the search page links each result to (kept as ``currency`` and ``url``).
+        extra_columns: other columns to keep under their own names (``colour``, ``season``, ...): they
+            can be filtered on at search time.
         source: value of the ``source`` column.
         encoding: the table's text encoding (``latin-1``, ``cp1252``, ...).
         image_roots: folders image paths must resolve into (symlinks and ``..`` followed); a
@@ -217,10 +224,16 @@ def read_csv_catalogue(
             "brand": _column(raw, brand_column, "brand", path) if brand_column else "",
             "price": raw[price_column].map(parse_price) if price_column else np.nan,
             "gender": _column(raw, gender_column, "gender", path) if gender_column else "",
-            "currency": "",
+            "currency": _column(raw, currency_column, "currency", path) if currency_column else "",
             "source": source,
         }
     )
+    if url_column:
+        df["url"] = _column(raw, url_column, "url", path)
+    for name in extra_columns or []:
+        if name in df.columns:
+            raise ValueError(f"extra column {name!r} clashes with a catalogue column; rename it in the table")
+        df[name] = _column(raw, name, name, path)
     if price_column and price_column not in raw.columns:
         raise ValueError(f"{path}: price column {price_column!r} not found; columns are {list(raw.columns)}")
     refs = image_ref.tolist()
