@@ -74,7 +74,7 @@ def test_default_k_is_top_k_and_k_is_bounded(client, colour_searcher):
     assert r.status_code == 200
     assert len(r.json()["results"]) == 5
     assert r.json()["category"] == "blue"
-    assert colour_searcher.calls[-1] == (1, 5, False)
+    assert colour_searcher.calls[-1] == (1, 6, False)  # one more than shown: whether a next page exists
     for bad_k in (0, -3, MAX_K + 1, "many"):
         r = upload(client, photo, k=bad_k)
         assert r.status_code == 422, (bad_k, r.text)
@@ -85,7 +85,7 @@ def test_restrict_to_predicted_is_passed_to_the_searcher(colour_searcher):
     client = TestClient(create_app(colour_searcher, top_k=6, restrict_to_predicted=True))
     r = upload(client, encode(swatch((30, 170, 60))))
     assert r.status_code == 200
-    assert colour_searcher.calls[-1] == (1, 6, True)
+    assert colour_searcher.calls[-1] == (1, 7, True)  # top_k + 1: whether a next page exists
     assert {h["label"] for h in r.json()["results"]} == {"green"}
 
 
@@ -306,7 +306,9 @@ def test_health_reports_index_size_and_model(client, colour_catalogue):
 def test_openapi_lists_the_routes(client):
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
-    assert set(paths) == {"/search", "/health", "/items/{item_id}/image"}
+    items = {"/items", "/items/{item_id}", "/items/{item_id}/image", "/items/{item_id}/similar"}
+    assert set(paths) == {"/search", "/health", *items}
+    assert set(paths["/items/{item_id}"]) == {"get", "patch", "delete"} and set(paths["/items"]) == {"post"}
     search = paths["/search"]["post"]
     assert "multipart/form-data" in search["requestBody"]["content"]
     assert {"200", "400", "413", "415", "422"} <= set(search["responses"])

@@ -418,11 +418,15 @@ def _initialise(directory: Path, items: pd.DataFrame) -> None:
         for leftover in tmp.glob(f"{DB_FILE}-*"):
             leftover.unlink()
         os.chmod(tmp / DB_FILE, default_mode())
-        os.rename(tmp, directory / STORE_DIR)
-    except FileExistsError:
-        log.info("%s went live in another process meanwhile", directory)
+        target = directory / STORE_DIR
+        if target.is_dir() and not is_live(directory):
+            # a folder without a table (e.g. only uploaded photos): move its contents into the new one
+            for entry in target.iterdir():
+                os.replace(entry, tmp / entry.name)
+            target.rmdir()
+        os.rename(tmp, target)
     except OSError as exc:
-        if (directory / STORE_DIR).is_dir():
+        if is_live(directory):
             log.info("%s went live in another process meanwhile", directory)
         else:
             raise ItemStoreError(f"cannot make {directory} live: {exc}") from exc

@@ -62,12 +62,20 @@ class SearchHit:
     score: float
     #: with ``group_by_product``: the item ids of the product's other photos that matched, best first
     other_views: tuple[str, ...] = ()
+    #: the price's currency and the product's page, when the catalogue has them
+    currency: str = ""
+    url: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if not self.other_views:  # only grouped results carry it; plain answers keep their shape
-            del out["other_views"]
-        else:
+        for name in (
+            "other_views",
+            "currency",
+            "url",
+        ):  # only when there is one: plain answers keep their shape
+            if not out[name]:
+                del out[name]
+        if self.other_views:
             out["other_views"] = list(self.other_views)
         return out
 
@@ -176,6 +184,7 @@ class Searcher:
         """Derived lookups of the current item table (again after each live change)."""
         if self.live is not None:
             self.index, self.items = self.live.index, self.live.items
+        self._item_positions: pd.Index | None = None
         ids = self.items.index.to_numpy(dtype=np.int64)
         self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object), ids)
         self._max_views = int(self.items.groupby("product_id").size().max()) if len(self.items) else 1
@@ -342,6 +351,8 @@ class Searcher:
                     price=optional_price(row["price"]),
                     image_path=str(row["image_path"]),
                     score=float(score),
+                    currency=_text(row.get("currency", "")),
+                    url=_text(row.get("url", "")),
                 )
             )
         return hits
@@ -552,13 +563,16 @@ class Searcher:
         return {"snapshot": snap.file, "vectors": snap.ntotal, "items": len(self.items)}
 
     def item(self, item_id: str) -> pd.Series:
-        """An item's row. Raises ``KeyError`` for an unknown id."""
+        """An item's row (its name is its FAISS id). Raises ``KeyError`` for an unknown id."""
         with self._lock:
             self._sync()
-            match = self.items[self.items["item_id"].astype(str) == str(item_id)]
-        if not len(match):
-            raise KeyError(f"item id {item_id!r} is not in the catalogue")
-        return match.iloc[0]
+            if self._item_positions is None:  # built on first use after a change, not on every write
+                self._item_positions = pd.Index(self.items["item_id"].astype(str))
+            try:
+                position = self._item_positions.get_loc(str(item_id))
+            except KeyError:
+                raise KeyError(f"item id {item_id!r} is not in the catalogue") from None
+            return self.items.iloc[position]
 
     def similar(
         self,
@@ -592,6 +606,10 @@ class Searcher:
                 exclude_items=exclude,
             )[0]  # fmt: skip
         return SearchResult(str(row["label"]) or None, None, result.hits)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def _ivf_without_direct_map(index: faiss.Index) -> Any | None:

@@ -97,11 +97,15 @@ class ItemStore:
     store per process; other processes open their own and see committed changes.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0, create: bool = False) -> None:
         self.path = Path(path)
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE for writes), never implicit
+        if not create and not self.path.is_file():
+            raise FileNotFoundError(f"no item table at {self.path}")
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE for writes), never implicit;
+        # mode=rw: opening never creates an empty database where a table was expected
+        uri = f"{self.path.resolve().as_uri()}?mode={'rwc' if create else 'rw'}"
         self._conn = sqlite3.connect(
-            str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
+            uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
         )
         self._lock = threading.RLock()
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -125,7 +129,7 @@ class ItemStore:
     ) -> ItemStore:
         """A new database at ``path`` holding ``items`` (row ``i`` has FAISS id ``vector_ids[i]``) and no
         changes: the state of a freshly built index."""
-        store = cls(path)
+        store = cls(path, create=True)
         columns = [c for c in BASE_COLUMNS if c != "item_id"]
         text = "TEXT NOT NULL DEFAULT ''"
         decls = ", ".join(f"{_quote(c)} {'REAL' if c == 'price' else text}" for c in columns)

@@ -39,7 +39,9 @@ from starlette.exceptions import HTTPException
 
 import imgsearch
 from imgsearch.data.schema import optional_price
+from imgsearch.retrieval.filters import FilterError, filter_mask, parse_filters
 from imgsearch.serve.batching import BatchConfig, MicroBatcher, QueueFull
+from imgsearch.serve.items import install_item_routes, uploads_dir_of
 from imgsearch.serve.limits import DecodeLimits, DecodeSlots
 from imgsearch.serve.metrics import install_operations
 from imgsearch.serve.upload import (
@@ -85,12 +87,21 @@ class Hit(BaseModel):
     label: str = Field(description="the item's category in the catalogue")
     score: float = Field(description="similarity (inner product) or distance (L2), as the index measures it")
     image_url: str = Field(description="the item's image, served by GET /items/{item_id}/image")
+    url: str = Field("", description="the product's page in the shop, when the catalogue has one")
+    other_views: list[str] = Field(
+        default_factory=list, description="with ?group=true: the product's other matching photos (item ids)"
+    )
 
 
 class SearchResponse(BaseModel):
     category: str | None = Field(description="predicted category of the photo")
     probability: float | None = Field(description="the model's probability for that category")
+    confident: bool | None = Field(
+        None, description="false when the probability is under the server's min_confidence: a guess"
+    )
     results: list[Hit]
+    offset: int = Field(0, description="results skipped (?offset=, for 'show more')")
+    has_more: bool = Field(False, description="more results follow this page")
 
 
 class Health(BaseModel):
@@ -129,6 +140,8 @@ def create_app(
     decode_limits: DecodeLimits | None = None,
     image_roots: Sequence[str | Path] | None = None,
     batching: BatchConfig | None = None,
+    write_token: str | None = None,
+    min_confidence: float = 0.0,
 ) -> FastAPI:
     """The FastAPI app over an already loaded searcher.
 
@@ -146,6 +159,10 @@ def create_app(
             image roots); ``None`` trusts the item table's paths.
         batching: share forward passes between concurrent requests (:mod:`imgsearch.serve.batching`);
             ``None``: each request searches alone, one at a time.
+        write_token: the bearer token catalogue writes need (:mod:`imgsearch.serve.items`); ``None``:
+            writes are off.
+        min_confidence: a predicted category below this probability is answered ``confident: false``
+            (the page says it is unsure instead of stating a wrong category).
     """
     if not 1 <= top_k <= MAX_K:
         raise ValueError(f"top_k must be within 1..{MAX_K}, got {top_k}")
@@ -157,21 +174,35 @@ def create_app(
         raise ValueError(
             f"the index's item_id must be unique; duplicates e.g. {duplicated.iloc[:3].tolist()}"
         )
-    # The only map from a request to a file: ids the index holds -> their catalogue paths.
-    image_paths: dict[str, str] = dict(
+    # The only map from a request to a file: ids the index holds -> their catalogue paths. A live searcher
+    # looks them up in its current item table (items come and go); any other in the table it was given.
+    static_paths: dict[str, str] = dict(
         zip(items["item_id"].astype(str), items["image_path"].astype(str), strict=True)
     )
+
+    def image_path_of(item_id: str) -> str | None:
+        if hasattr(searcher, "item"):
+            try:
+                return str(searcher.item(item_id)["image_path"])
+            except KeyError:
+                return None
+        return static_paths.get(item_id)
+
+    # the item table's currency for searchers whose hits do not carry it
     currencies: dict[str, str] = (
         dict(zip(items["item_id"].astype(str), items["currency"].map(_str), strict=True))
-        if "currency" in items.columns
+        if "currency" in items.columns and not hasattr(searcher, "item")
         else {}
     )
+    uploads = uploads_dir_of(searcher)
     # Torch and FAISS each use all cores per call; queued requests would only fight over them.
     search_lock = threading.Lock()
     too_big = too_big_message(max_upload_bytes)
     limits = decode_limits or DecodeLimits()
     slots = DecodeSlots(limits)
     roots = None if image_roots is None else [Path(r).resolve() for r in image_roots]
+    if roots is not None and uploads is not None:
+        roots.append(uploads.resolve())  # photos added through POST /items
     batcher, decode_pool = _batching_parts(searcher, batching, restrict_to_predicted)
 
     app = FastAPI(
@@ -184,12 +215,12 @@ def create_app(
     app.add_middleware(
         BodySizeLimit,
         max_bytes=max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-        paths=("/search",),
+        paths=("/search", "/items"),  # uploads: searches and the operator's item writes
         message=too_big,
     )
     metrics = install_operations(
         app,
-        ready=lambda: searcher is not None and len(items) > 0,
+        ready=lambda: searcher is not None and len(searcher.items) > 0,
         queue_depth=lambda: batcher.depth() if batcher else 0,
     )
     if batcher is not None:
@@ -206,13 +237,31 @@ def create_app(
     async def _too_large(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail, "reason": "too_big"}, status_code=413)
 
-    def decode_and_search(data: bytes, filename: str, k: int) -> SearchResponse:
-        image = decode_upload(data, filename, max_bytes=max_upload_bytes, limits=limits, slots=slots)
-        with search_lock:
-            (result,) = searcher.search([image], k=k, restrict_to_predicted=restrict_to_predicted)
-        return to_response(result)
+    def decode(data: bytes, filename: str) -> Image.Image:
+        return decode_upload(data, filename, max_bytes=max_upload_bytes, limits=limits, slots=slots)
 
-    def to_response(result: Any) -> SearchResponse:
+    def decode_and_search(data: bytes, filename: str, k: int, options: dict[str, Any]) -> Any:
+        image = decode(data, filename)
+        with search_lock:
+            (result,) = searcher.search([image], k=k, restrict_to_predicted=restrict_to_predicted, **options)
+        return result
+
+    def search_options(filters: Sequence[str] | None, group: bool) -> dict[str, Any]:
+        """Query parameters -> Searcher keyword arguments; only those set, so any searcher takes them."""
+        options: dict[str, Any] = {}
+        if filters:
+            try:
+                options["filters"] = parse_filters(filters)
+                # checked here, not deep in a batch: a bad column is the request's error (400), not a 500
+                filter_mask(searcher.items.iloc[:0], options["filters"])
+            except FilterError as exc:
+                raise HTTPException(400, detail=str(exc)) from None
+        if group:
+            options["group_by_product"] = True
+        return options
+
+    def to_response(result: Any, k: int | None = None, offset: int = 0) -> SearchResponse:
+        shown = list(result.hits)[offset : None if k is None else offset + k]
         hits = [
             Hit(
                 rank=int(hit.rank),
@@ -221,15 +270,21 @@ def create_app(
                 title=_str(hit.title),
                 brand=_str(hit.brand),
                 price=optional_price(hit.price),
-                currency=currencies.get(str(hit.item_id), ""),
+                currency=_str(getattr(hit, "currency", "")) or currencies.get(str(hit.item_id), ""),
                 label=_str(hit.label),
                 score=float(hit.score),
                 image_url=item_image_url(str(hit.item_id)),
+                url=_str(getattr(hit, "url", "")),
+                other_views=list(getattr(hit, "other_views", ()) or ()),
             )
-            for hit in result.hits
+            for hit in shown
         ]
         probability = None if result.probability is None else float(result.probability)
-        return SearchResponse(category=result.category, probability=probability, results=hits)
+        confident = None if probability is None else probability >= min_confidence
+        return SearchResponse(
+            category=result.category, probability=probability, confident=confident, results=hits,
+            offset=offset, has_more=k is not None and len(result.hits) > offset + k,
+        )  # fmt: skip
 
     bad_upload = {
         status: {"model": ErrorResponse, "description": text}
@@ -248,14 +303,29 @@ def create_app(
         k: Annotated[
             int | None, Query(ge=1, le=MAX_K, description=f"results to return (default {top_k})")
         ] = None,
+        offset: Annotated[int, Query(ge=0, le=1000, description="results to skip ('show more')")] = 0,
+        group: Annotated[bool, Query(description="one result per product (its best photo)")] = False,
+        filter: Annotated[
+            list[str] | None,
+            Query(description="metadata filter, repeatable: brand=Acme, label=bags|shoes, price=10:50"),
+        ] = None,
     ) -> SearchResponse:
+        options = search_options(filter, group)
+        want = k or top_k
+        fetch = offset + want + 1  # one more than shown: whether there is a next page
         # One byte over the limit is enough to know the file is too big.
         data = await file.read(max_upload_bytes + 1)
         # decoding and the model are CPU-bound: off the event loop, so /health and images stay responsive
         if batcher is None:
-            return await run_in_threadpool(decode_and_search, data, file.filename or "upload", k or top_k)
+            try:
+                result = await run_in_threadpool(
+                    decode_and_search, data, file.filename or "upload", fetch, options
+                )
+            except FilterError as exc:  # e.g. a range on a column that holds no numbers
+                raise HTTPException(400, detail=str(exc)) from None
+            return to_response(result, want, offset)
         # the same pixel budget and decode slots as the unbatched path (#13): batching must not unbound memory
-        decode = functools.partial(
+        decode_one = functools.partial(
             decode_upload,
             data,
             file.filename or "upload",
@@ -263,16 +333,18 @@ def create_app(
             limits=limits,
             slots=slots,
         )
-        image = await asyncio.get_running_loop().run_in_executor(decode_pool, decode)
+        image = await asyncio.get_running_loop().run_in_executor(decode_pool, decode_one)
         try:
-            result = await batcher.submit(image, k or top_k)
+            result = await batcher.submit(image, fetch, **options)
+        except FilterError as exc:
+            raise HTTPException(400, detail=str(exc)) from None
         except QueueFull as exc:
             return JSONResponse(
                 {"detail": f"the server is busy ({exc}); retry shortly", "reason": "busy"},
                 status_code=503,
                 headers={"Retry-After": "1"},
             )
-        return to_response(result)
+        return to_response(result, want, offset)
 
     @app.get(
         "/items/{item_id:path}/image",
@@ -282,7 +354,7 @@ def create_app(
         name="item_image",
     )
     async def item_image(item_id: str) -> FileResponse:
-        path = image_paths.get(item_id)
+        path = image_path_of(item_id)
         if not path:
             raise HTTPException(404, detail="no catalogue item with this id")
         if roots is not None and not _under_any(Path(path), roots):
@@ -302,7 +374,7 @@ def create_app(
     async def health() -> Health:
         return Health(
             status="ok",
-            index_size=len(image_paths),
+            index_size=len(searcher.items),
             model=model_name,
             top_k=top_k,
             max_upload_bytes=max_upload_bytes,
@@ -317,6 +389,10 @@ def create_app(
             headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
         )
 
+    install_item_routes(
+        app, searcher, write_token=write_token, decode=decode, max_upload_bytes=max_upload_bytes,
+        search_options=search_options, respond=to_response, image_url=item_image_url, uploads_dir=uploads,
+    )  # fmt: skip
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -434,6 +510,8 @@ def serve(cfg: Any) -> None:
         decode_limits=DecodeLimits(**{k: int(v) for k, v in (cfg.get("decode") or {}).items()}),
         image_roots=image_roots_of(manifest),
         batching=_batch_config(cfg),
+        write_token=str(cfg.get("write_token") or "") or None,
+        min_confidence=float(cfg.get("min_confidence") or 0.0),
     )
     log.info("serving %d items from %s on http://%s:%s/", len(searcher.items), index_dir, cfg.host, cfg.port)
     uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="info")

@@ -85,8 +85,11 @@ class MicroBatcher:
             self._worker = loop.create_task(self._run(self._queue))
         return self._queue
 
-    async def submit(self, image: Any, k: int) -> Any:
+    async def submit(self, image: Any, k: int, **options: Any) -> Any:
         """The search result of one photo, computed in a batch with whatever else is waiting.
+
+        ``options`` (``filters``, ``group_by_product``) are passed to the search; photos with different
+        options still share the forward pass and are searched per option set.
 
         Raises:
             QueueFull: ``max_queue`` photos are already waiting.
@@ -94,7 +97,7 @@ class MicroBatcher:
         queue = self._ensure_worker()
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         try:
-            queue.put_nowait((image, int(k), future))
+            queue.put_nowait((image, int(k), _frozen(options), future))
         except asyncio.QueueFull:
             raise QueueFull(f"{self.config.max_queue} photos are waiting") from None
         return await future
@@ -115,29 +118,46 @@ class MicroBatcher:
             batch.append(queue.get_nowait())
         return batch
 
-    def _search(self, images: list[Any], k: int) -> list[Any]:
-        return self.searcher.search(images, k=k, restrict_to_predicted=self.restrict_to_predicted)
+    def _search(self, batch: list[tuple[Any, int, tuple, asyncio.Future]]) -> list[Any]:
+        """One forward pass for the whole batch, then one index search per set of options."""
+        images = [b[0] for b in batch]
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, _, options, _) in enumerate(batch):
+            groups.setdefault(options, []).append(i)
+        restrict = self.restrict_to_predicted
+        if len(groups) == 1:
+            ((options, _),) = groups.items()
+            k = max(b[1] for b in batch)
+            return self.searcher.search(images, k=k, restrict_to_predicted=restrict, **_thawed(options))
+        vectors, probs = self.searcher.embed(images)
+        results: list[Any] = [None] * len(batch)
+        for options, rows in groups.items():
+            k = max(batch[i][1] for i in rows)
+            found = self.searcher.search_vectors(
+                vectors[rows], None if probs is None else probs[rows], k, restrict_to_predicted=restrict,
+                **_thawed(options),
+            )  # fmt: skip
+            for i, result in zip(rows, found, strict=True):
+                results[i] = result
+        return results
 
     async def _run(self, queue: asyncio.Queue) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect(queue)
-            live = [b for b in batch if not b[2].done()]  # a client that went away is not searched
+            live = [b for b in batch if not b[3].done()]  # a client that went away is not searched
             if not live:
                 continue
             if self.on_batch is not None:
                 self.on_batch(len(live))
-            k = max(b[1] for b in live)
             try:
-                results = await loop.run_in_executor(
-                    self._model_thread, self._search, [b[0] for b in live], k
-                )
+                results = await loop.run_in_executor(self._model_thread, self._search, live)
             except Exception as exc:  # every waiting request gets the error, the worker keeps going
-                for _, _, future in live:
+                for *_, future in live:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, want_k, future), result in zip(live, results, strict=True):
+            for (_, want_k, _, future), result in zip(live, results, strict=True):
                 if not future.done():
                     trimmed = list(result.hits)[:want_k]
                     future.set_result(replace(result, hits=trimmed) if is_dataclass(result) else result)
@@ -146,3 +166,29 @@ class MicroBatcher:
         if self._worker is not None:
             self._worker.cancel()
         self._model_thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _frozen(options: dict[str, Any]) -> tuple:
+    """Search options as a hashable key: equal options, one search."""
+
+    def freeze(value: Any) -> Any:
+        if isinstance(value, dict):
+            return ("__dict__", tuple(sorted((k, freeze(v)) for k, v in value.items())))
+        if isinstance(value, list | tuple):  # kept apart: a 2-tuple is a range filter, a list a value set
+            return ("__list__" if isinstance(value, list) else "__tuple__", tuple(freeze(v) for v in value))
+        return value
+
+    return tuple(sorted((k, freeze(v)) for k, v in options.items() if v not in (None, False, {}, ())))
+
+
+def _thawed(key: tuple) -> dict[str, Any]:
+    def thaw(value: Any) -> Any:
+        if isinstance(value, tuple) and value[:1] == ("__dict__",):
+            return {k: thaw(v) for k, v in value[1]}
+        if isinstance(value, tuple) and value[:1] == ("__list__",):
+            return [thaw(v) for v in value[1]]
+        if isinstance(value, tuple) and value[:1] == ("__tuple__",):
+            return tuple(thaw(v) for v in value[1])
+        return value
+
+    return {k: thaw(v) for k, v in key}

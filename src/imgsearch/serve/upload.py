@@ -137,7 +137,8 @@ class BodySizeLimit:
         self.message = message
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path or not any(path == p or path.startswith(p + "/") for p in self.paths):
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")
