@@ -136,3 +136,65 @@ def save_docs_screenshot(png: bytes, path: Path, *, max_bytes: int = 300_000) ->
     assert len(data) < max_bytes, f"screenshot is {len(data)} bytes, more than {max_bytes}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+@pytest.mark.slow
+def test_filters_more_like_this_and_show_more_in_browser(demo_searcher):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
+    executable = chromium_executable()
+    app = create_app(demo_searcher, top_k=K)
+    items = demo_searcher.items
+    query = items[items["view"] == "model"].iloc[0]
+    other_label = sorted(set(items["label"].astype(str)) - {str(query["label"])})[0]
+
+    with live_server(app) as base_url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base_url + "/")
+            # the category list comes from /facets
+            page.wait_for_function("() => document.querySelectorAll('#filter-label option').length > 1")
+            page.set_input_files("#file-input", query["image_path"])
+            cards = page.locator("#result-grid .card")
+            sync_api.expect(cards).to_have_count(K, timeout=60_000)
+
+            # "show more" appends the next page, numbered on from the first
+            sync_api.expect(page.locator("#show-more")).to_be_visible()
+            page.click("#show-more")
+            sync_api.expect(cards).to_have_count(2 * K, timeout=60_000)
+            assert cards.locator(".rank").all_inner_texts() == [f"#{i}" for i in range(1, 2 * K + 1)]
+
+            # "more like this" on the first card: the banner names it and the grid is its neighbours
+            first = cards.first
+            first_id = first.get_attribute("data-item-id")
+            first.locator(".thumb").click()
+            sync_api.expect(page.locator("#similar-banner")).to_be_visible()
+            page.wait_for_function(
+                "(id) => { const c = [...document.querySelectorAll('#result-grid .card')];"
+                " return c.length > 0 && c.every(e => e.dataset.itemId !== id); }",
+                arg=first_id,
+                timeout=60_000,
+            )
+            similar = demo_searcher.similar(first_id, k=K)
+            shown_ids = cards.evaluate_all("cs => cs.map(c => c.dataset.itemId)")
+            assert shown_ids == [h.item_id for h in similar.hits]
+            page.click("#back-to-photo")
+            sync_api.expect(page.locator("#similar-banner")).to_be_hidden()
+            sync_api.expect(cards).to_have_count(K, timeout=60_000)
+            sync_api.expect(page.locator("#show-more")).to_be_visible()
+
+            # a category filter: every card is of that category, and the library agrees on which ones
+            page.select_option("#filter-label", other_label)
+            page.wait_for_function(
+                "(label) => { const c = [...document.querySelectorAll('#result-grid .label-chip')];"
+                " return c.length > 0 && c.every(e => e.textContent === label); }",
+                arg=other_label,
+                timeout=60_000,
+            )
+            (expected,) = demo_searcher.search(
+                [load_image(query["image_path"])], k=K, filters={"label": other_label}
+            )
+            assert cards.locator(".title").all_text_contents() == [h.title for h in expected.hits]
+
+        finally:
+            browser.close()

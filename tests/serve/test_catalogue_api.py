@@ -160,3 +160,17 @@ def test_low_confidence_is_said(searcher):
     assert _search(sure, photo).json()["confident"] is True
     body = _search(unsure, photo).json()
     assert body["confident"] is False and body["category"] is not None  # the guess is still given
+
+
+def test_facets_follow_the_catalogue(client, searcher):
+    items = searcher.items
+    facets = client.get("/facets").json()
+    assert facets["label"] == sorted(set(items["label"].astype(str)), key=str.casefold)
+    prices = items["price"].astype(float)
+    assert facets["price"] == [prices.min(), prices.max()]
+    # a new category written through the API shows up without a restart
+    added = _add(client, _png((250, 200, 0), 9), item_id="new-1", label="zz-new-kind", price=99999.0)
+    assert added.status_code == 201, added.text
+    facets = client.get("/facets").json()
+    assert "zz-new-kind" in facets["label"]
+    assert facets["price"][1] == 99999.0

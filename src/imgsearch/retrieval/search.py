@@ -562,6 +562,12 @@ class Searcher:
             self._adopt_items()
         return {"snapshot": snap.file, "vectors": snap.ntotal, "items": len(self.items)}
 
+    def catalogue(self) -> pd.DataFrame:
+        """The item table as it stands now, other processes' committed writes included."""
+        with self._lock:
+            self._sync()
+            return self.items
+
     def item(self, item_id: str) -> pd.Series:
         """An item's row (its name is its FAISS id). Raises ``KeyError`` for an unknown id."""
         with self._lock:

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif",
                "image/bmp": ".bmp"}  # fmt: skip
+#: The most values a facet lists (the most frequent ones): a select box, not the catalogue.
+MAX_FACET_VALUES = 200
 #: Columns a write may not set: the id is the route's, paths are the server's.
 _PROTECTED = {"image_path", "vector_id"}
 
@@ -235,6 +237,21 @@ def install_item_routes(
                 raise store_error(exc) from exc
 
         return {"removed": await run_in_threadpool(run)}
+
+    @app.get("/facets", summary="Values to filter on: categories, brands, price range")
+    async def facets() -> dict[str, Any]:
+        items = searcher.catalogue() if hasattr(searcher, "catalogue") else searcher.items
+
+        def values(column: str) -> list[str]:
+            if column not in items.columns:
+                return []
+            counts = items[column].astype(str).str.strip()
+            counts = counts[counts != ""].value_counts()
+            return sorted(counts.index[:MAX_FACET_VALUES].tolist(), key=str.casefold)
+
+        prices = pd.to_numeric(items.get("price", pd.Series([], dtype=float)), errors="coerce").dropna()
+        price = [float(prices.min()), float(prices.max())] if len(prices) else None
+        return {"label": values("label"), "brand": values("brand"), "price": price}
 
     @app.get("/items/{item_id:path}", summary="A catalogue item's metadata")
     async def get_item(item_id: str) -> dict[str, Any]:

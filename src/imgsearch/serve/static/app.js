@@ -16,9 +16,37 @@
   const emptyState = $("empty-state");
   const template = $("card-template");
 
+  const showMore = $("show-more");
+  const banner = $("similar-banner");
+
   let currentFile = null;
   let previewUrl = null;
   let requestSeq = 0; // answers to superseded requests are dropped
+  // what the grid shows: a photo's results, or "more like" a stored item; offset = results shown so far
+  let view = { kind: "photo", itemId: null, title: "", offset: 0 };
+
+  function filterParams() {
+    const params = new URLSearchParams();
+    const label = $("filter-label").value;
+    const brand = $("filter-brand").value;
+    const low = $("price-min").value.trim();
+    const high = $("price-max").value.trim();
+    if (label) params.append("filter", `label=${label}`);
+    if (brand) params.append("filter", `brand=${brand}`);
+    if (low || high) params.append("filter", `price=${low}:${high}`);
+    if ($("group-input").checked) params.append("group", "true");
+    return params;
+  }
+
+  function safeLink(url) {
+    // only the shop's web pages: never javascript: or data: links from a catalogue cell
+    try {
+      const u = new URL(url, window.location.href);
+      return u.protocol === "https:" || u.protocol === "http:" ? u.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
 
   function showMessage(text, kind = "info") {
     message.textContent = text;
@@ -49,21 +77,24 @@
     changeButton.hidden = false;
   }
 
-  function renderPrediction(category, probability) {
+  function renderPrediction(category, probability, confident) {
     const box = $("prediction");
     if (category === null || category === undefined) {
       box.hidden = true;
       return;
     }
-    $("category").textContent = category;
+    // under the server's min_confidence the category is a guess, and the page says so
+    const unsure = confident === false;
+    box.classList.toggle("unsure", unsure);
+    $("category").textContent = unsure ? `not sure, perhaps ${category}` : category;
     const pct = probability === null || probability === undefined ? null : probability * 100;
     $("probability").textContent = pct === null ? "" : `${pct.toFixed(1)}% confident`;
     $("probability-bar").style.width = pct === null ? "0" : `${Math.max(2, pct)}%`;
     box.hidden = false;
   }
 
-  function renderResults(results) {
-    grid.replaceChildren();
+  function renderResults(results, append = false) {
+    if (!append) grid.replaceChildren();
     for (const hit of results) {
       const card = template.content.firstElementChild.cloneNode(true);
       card.dataset.itemId = hit.item_id;
@@ -76,44 +107,104 @@
       card.querySelector(".price").textContent = formatPrice(hit.price, hit.currency);
       card.querySelector(".score").textContent = `score ${hit.score.toFixed(3)}`;
       card.querySelector(".label-chip").textContent = hit.label;
+      const link = hit.url ? safeLink(hit.url) : null;
+      if (link) {
+        const a = card.querySelector(".shop-link");
+        a.href = link;
+        a.hidden = false;
+      }
+      card.querySelector(".thumb").addEventListener("click", () => similar(hit.item_id, hit.title || hit.item_id));
       grid.append(card);
     }
-    emptyState.hidden = results.length > 0;
-    if (!results.length) emptyState.querySelector("p").textContent = "No similar products found.";
-    $("results-count").textContent = results.length ? `${results.length} shown, most similar first` : "";
+    const shown = grid.children.length;
+    emptyState.hidden = shown > 0;
+    if (!shown) emptyState.querySelector("p").textContent = "No similar products found.";
+    $("results-count").textContent = shown ? `${shown} shown, most similar first` : "";
   }
 
-  async function search() {
-    if (!currentFile) return;
-    const seq = ++requestSeq;
+  async function request(url, options) {
+    const response = await fetch(url, options);
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw new Error(typeof data.detail === "string" ? data.detail : `request failed (${response.status})`);
+    }
+    return data;
+  }
+
+  function pageSize() {
     const k = Math.min(100, Math.max(1, parseInt(kInput.value, 10) || 12));
     kInput.value = k;
-    const body = new FormData();
-    body.append("file", currentFile, currentFile.name || "photo");
+    return k;
+  }
+
+  async function run(fetchPage, append) {
+    const seq = ++requestSeq;
     document.body.classList.add("busy");
-    showMessage("Searching…");
+    showMessage(append ? "Loading more…" : "Searching…");
     try {
-      const response = await fetch(`search?k=${k}`, { method: "POST", body });
-      const data = await response.json().catch(() => ({}));
+      const data = await fetchPage();
       if (seq !== requestSeq) return;
-      if (!response.ok) {
-        const detail = typeof data.detail === "string" ? data.detail : `request failed (${response.status})`;
-        throw new Error(detail);
-      }
-      renderPrediction(data.category, data.probability);
-      renderResults(data.results);
+      if (!append) renderPrediction(data.category, data.probability, data.confident);
+      renderResults(data.results, append);
+      view.offset = data.offset + data.results.length;
+      showMore.hidden = !data.has_more;
       showMessage("");
     } catch (err) {
       if (seq !== requestSeq) return;
-      renderPrediction(null, null);
-      grid.replaceChildren();
-      emptyState.hidden = false;
-      emptyState.querySelector("p").textContent = "No results for this photo.";
-      $("results-count").textContent = "";
+      if (!append) {
+        renderPrediction(null, null);
+        grid.replaceChildren();
+        emptyState.hidden = false;
+        emptyState.querySelector("p").textContent = "No results.";
+        $("results-count").textContent = "";
+      }
+      showMore.hidden = true;
       showMessage(err.message || String(err), "error");
     } finally {
       if (seq === requestSeq) document.body.classList.remove("busy");
     }
+  }
+
+  function photoPage(offset) {
+    const params = filterParams();
+    params.set("k", pageSize());
+    params.set("offset", offset);
+    const body = new FormData();
+    body.append("file", currentFile, currentFile.name || "photo");
+    return () => request(`search?${params}`, { method: "POST", body });
+  }
+
+  function similarPage(itemId, offset) {
+    const params = filterParams();
+    params.set("k", pageSize());
+    params.set("offset", offset);
+    return () => request(`items/${encodeURIComponent(itemId)}/similar?${params}`);
+  }
+
+  // "more like this": a card's click searches with that item's stored vector
+  function similar(itemId, title) {
+    view = { kind: "similar", itemId, title, offset: 0 };
+    $("similar-text").textContent = `More like “${title}”`;
+    banner.hidden = false;
+    $("back-to-photo").hidden = !currentFile;
+    window.scrollTo({ top: 0, behavior: "smooth" });
+    run(similarPage(itemId, 0), false);
+  }
+
+  function refresh() {
+    if (view.kind === "similar") {
+      view.offset = 0;
+      run(similarPage(view.itemId, 0), false);
+    } else {
+      search();
+    }
+  }
+
+  function search() {
+    if (!currentFile) return;
+    view = { kind: "photo", itemId: null, title: "", offset: 0 };
+    banner.hidden = true;
+    run(photoPage(0), false);
   }
 
   function useFile(file) {
@@ -128,7 +219,36 @@
     fileInput.value = ""; // choosing the same file again must fire "change" again
   });
   changeButton.addEventListener("click", () => fileInput.click());
-  kInput.addEventListener("change", search);
+  kInput.addEventListener("change", refresh);
+  for (const id of ["filter-label", "filter-brand", "price-min", "price-max", "group-input"]) {
+    $(id).addEventListener("change", refresh);
+  }
+  showMore.addEventListener("click", () => {
+    const page = view.kind === "similar" ? similarPage(view.itemId, view.offset) : photoPage(view.offset);
+    run(page, true);
+  });
+  $("back-to-photo").addEventListener("click", search);
+
+  function fillSelect(id, values) {
+    const select = $(id);
+    for (const value of values) {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = value;
+      select.append(option);
+    }
+    select.disabled = values.length === 0;
+  }
+
+  fetch("facets")
+    .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`facets ${r.status}`))))
+    .then((f) => {
+      fillSelect("filter-label", f.label || []);
+      fillSelect("filter-brand", f.brand || []);
+    })
+    .catch(() => {
+      $("filters").hidden = true;
+    });
 
   for (const type of ["dragenter", "dragover"]) {
     dropzone.addEventListener(type, (event) => {
