@@ -129,6 +129,41 @@ def test_recommend_index_fits_the_budget_and_grows_with_n():
         recommend_index(10**10, 256, 1)
 
 
+@pytest.mark.parametrize(
+    ("n", "dim", "memory_gb"),
+    [
+        (1_000_000, 256, 4),
+        (3_000_000, 256, 4),
+        (10_000_000, 256, 4),
+        (5_000_000, 512, 4),
+        (2_000_000, 128, 2),
+    ],
+)
+def test_recommend_index_budgets_growing_lists_and_picks_the_finest_code_that_fits(n, dim, memory_gb):
+    from imgsearch.retrieval.build import LIST_GROWTH
+
+    advice = recommend_index(n, dim, memory_gb)
+    nlist = int(advice["factory"].split(",")[0][3:])
+    budget = memory_gb * 2**30 * 0.8
+
+    # the rule, restated: growing lists of codes + 8-byte ids, and the centroids
+    def need(code: int) -> float:
+        return LIST_GROWTH * n * (code + 8) + nlist * dim * 4
+
+    code = advice["bytes_per_vector"] - 8
+    assert need(code) <= budget
+    assert advice["estimated_gb"] == pytest.approx(need(code) / 2**30)
+    finer = [c for c in (dim * 4, dim, 64, 32, 16, 8) if c > code and (c >= dim or dim % c == 0)]
+    assert all(need(c) > budget for c in finer), f"{advice['factory']} while a finer code fits"
+
+
+def test_recommend_index_no_longer_picks_flat_codes_for_the_measured_overshoot():
+    # docs/benchmarks.md: 3M x 256 IVF8192,Flat peaked at 5578 MiB against a 4 GiB budget
+    advice = recommend_index(3_000_000, 256, 4)
+    assert not advice["factory"].endswith(",Flat")
+    assert advice["list_growth"] == 2
+
+
 def test_factory_auto_records_the_advice_in_the_manifest(tmp_path):
     from imgsearch.cli.index import build
     from retrieval_fixtures import compose

@@ -38,6 +38,8 @@ from imgsearch.utils.atomic import atomic_dir
 log = logging.getLogger(__name__)
 
 ADD_BLOCK = 2048  # rows per index.add call
+# inverted lists grow by reallocation during add: old and new storage coexist, so budget twice the codes
+LIST_GROWTH = 2
 
 
 def recommend_index(n: int, dim: int, memory_gb: float) -> dict[str, Any]:
@@ -46,7 +48,10 @@ def recommend_index(n: int, dim: int, memory_gb: float) -> dict[str, Any]:
     Returns ``{"factory", "nprobe" or None, "ef_search" or None, "bytes_per_vector", "estimated_gb",
     "rule"}``. Below 100k vectors exact search is cheap enough (``Flat``); above, an IVF index whose list
     count grows as ``4 sqrt(n)`` (a power of two, at least 256) with codes of the largest size that fits
-    ``memory_gb`` (float32 > 8-bit scalar > ``PQm`` with ``m`` dividing ``dim``).
+    ``memory_gb`` (float32 > 8-bit scalar > ``PQm`` with ``m`` dividing ``dim``). The inverted lists are
+    budgeted at :data:`LIST_GROWTH` times their codes and ids: they grow by reallocation during ``add``,
+    so old and new storage coexist (measured: 3M x 256 ``IVF8192,Flat`` estimated at 2.9 GiB for the codes
+    alone peaked at 5.6 GiB).
 
     Raises:
         ValueError: non-positive sizes, or not even the smallest PQ code fits the budget.
@@ -62,7 +67,7 @@ def recommend_index(n: int, dim: int, memory_gb: float) -> dict[str, Any]:
     choices = [(f"IVF{nlist},Flat", dim * 4), (f"IVF{nlist},SQ8", dim)]
     choices += [(f"IVF{nlist},PQ{m}", m) for m in (64, 32, 16, 8) if dim % m == 0 and m < dim]
     for factory, code in choices:
-        need = n * (code + ids) + nlist * dim * 4
+        need = LIST_GROWTH * n * (code + ids) + nlist * dim * 4
         if need <= budget:
             return {
                 "factory": factory,
@@ -70,7 +75,9 @@ def recommend_index(n: int, dim: int, memory_gb: float) -> dict[str, Any]:
                 "ef_search": None,
                 "bytes_per_vector": code + ids,
                 "estimated_gb": need / 2**30,
-                "rule": "IVF with 4*sqrt(N) lists, largest code that fits 80% of the budget",
+                "list_growth": LIST_GROWTH,
+                "rule": f"IVF with 4*sqrt(N) lists, largest code whose lists ({LIST_GROWTH}x codes + ids, "
+                "for the reallocation during add) and quantiser fit 80% of the budget",
             }
     raise ValueError(f"{n} x {dim} does not fit in {memory_gb} GiB even as IVF{nlist},PQ8; give more memory")
 
