@@ -41,6 +41,8 @@ BENCHMARKS: dict[str, str] = {
     "train_step": "benchmarks.bench_train_step",
     "gpu": "benchmarks.bench_gpu",
     "shard_build": "benchmarks.bench_shard_build",
+    "live": "benchmarks.bench_live",
+    "serve": "benchmarks.bench_serve",
 }
 
 

@@ -60,9 +60,8 @@ def test_upload_in_browser_shows_category_and_result_grid(demo_searcher, repo_ro
             page.on("pageerror", lambda exc: console_errors.append(str(exc)))
 
             page.goto(base_url + "/")
-            sync_api.expect(page.locator("#index-info")).to_have_text(
-                f"{len(items)} products indexed · efficientnet_lite0"
-            )
+            sync_api.expect(page.locator("#index-info")).to_have_text(f"{len(items)} products")
+            assert model and model not in page.locator("body").inner_text()  # no model names to shoppers
             page.set_input_files("#file-input", query["image_path"])
 
             cards = page.locator("#result-grid .card")

@@ -47,29 +47,64 @@ def _is_range(condition: Condition) -> bool:
     return isinstance(condition, tuple) and len(condition) == 2
 
 
+class ItemFilter:
+    """Filters over one item table, each column normalised once (case-folded text as codes, numbers as
+    floats) on first use: a service answers many queries between two catalogue changes, and normalising a
+    100k-row column per query cost 20 ms, 60x the filtered HNSW search itself."""
+
+    def __init__(self, items: pd.DataFrame) -> None:
+        self.items = items
+        self._text: dict[str, tuple[np.ndarray, pd.Index]] = {}
+        self._numbers: dict[str, np.ndarray] = {}
+
+    def _column(self, column: str) -> pd.Series:
+        if column not in self.items.columns:
+            known = sorted(self.items.columns)
+            raise FilterError(f"unknown filter column {column!r}; the items have {known}")
+        return self.items[column]
+
+    def _range_ok(self, column: str, low: Any, high: Any) -> np.ndarray:
+        if column not in self._numbers:
+            self._numbers[column] = pd.to_numeric(self._column(column), errors="coerce").to_numpy(dtype=float)
+        values = self._numbers[column]
+        if np.isnan(values).all() and len(values):
+            raise FilterError(f"column {column!r} holds no numbers; a range filter cannot apply")
+        ok = ~np.isnan(values)
+        if low is not None:
+            ok &= values >= float(low)
+        if high is not None:
+            ok &= values <= float(high)
+        return ok
+
+    def _values_ok(self, column: str, wanted: Any) -> np.ndarray:
+        if column not in self._text:
+            codes, uniques = pd.factorize(self._column(column).astype(str).str.strip().str.casefold())
+            self._text[column] = (codes, pd.Index(uniques))
+        codes, uniques = self._text[column]
+        wanted = wanted if isinstance(wanted, list | set | tuple) else [wanted]
+        known = uniques.get_indexer([str(v).strip().casefold() for v in wanted])
+        return np.isin(codes, known[known >= 0])
+
+    def mask(self, filters: Mapping[str, Condition]) -> np.ndarray:
+        """Boolean mask of the rows that pass every condition."""
+        mask = np.ones(len(self.items), dtype=bool)
+        for column, condition in filters.items():
+            if _is_range(condition):
+                mask &= self._range_ok(column, *condition)
+            else:
+                mask &= self._values_ok(column, condition)
+        return mask
+
+    def allowed_ids(self, filters: Mapping[str, Condition] | None) -> np.ndarray | None:
+        """See :func:`allowed_ids`."""
+        if not filters:
+            return None
+        return self.items.index.to_numpy(dtype=np.int64)[self.mask(filters)]
+
+
 def filter_mask(items: pd.DataFrame, filters: Mapping[str, Condition]) -> np.ndarray:
     """Boolean mask of the rows of ``items`` that pass every condition."""
-    mask = np.ones(len(items), dtype=bool)
-    for column, condition in filters.items():
-        if column not in items.columns:
-            raise FilterError(f"unknown filter column {column!r}; the items have {sorted(items.columns)}")
-        col = items[column]
-        if _is_range(condition):
-            low, high = condition
-            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
-            if np.isnan(values).all() and len(values):
-                raise FilterError(f"column {column!r} holds no numbers; a range filter cannot apply")
-            ok = ~np.isnan(values)
-            if low is not None:
-                ok &= values >= float(low)
-            if high is not None:
-                ok &= values <= float(high)
-        else:
-            wanted = condition if isinstance(condition, list | set | tuple) else [condition]
-            wanted_text = {str(v).strip().casefold() for v in wanted}
-            ok = col.astype(str).str.strip().str.casefold().isin(wanted_text).to_numpy()
-        mask &= ok
-    return mask
+    return ItemFilter(items).mask(filters)
 
 
 def allowed_ids(items: pd.DataFrame, filters: Mapping[str, Condition] | None) -> np.ndarray | None:

@@ -126,6 +126,64 @@ def build_index(
     return index
 
 
+def id_selector(ids: Sequence[int] | np.ndarray) -> tuple[faiss.IDSelector, np.ndarray | None]:
+    """A FAISS selector admitting ``ids``, and the array it points into (keep it alive with the selector).
+
+    A dense set (at least one id in 64 of the id range) becomes an ``IDSelectorBitmap``, built from a numpy
+    mask in microseconds; a sparse one an ``IDSelectorBatch`` (a hash set). Per query, hashing the ids of a
+    50% filter over 100k items cost more than the filtered HNSW search it served.
+    """
+    ids = np.ascontiguousarray(np.asarray(ids), dtype=np.int64)
+    if len(ids) and ids.min() >= 0:
+        n = int(ids.max()) + 1
+        if n <= 64 * len(ids):
+            mask = np.zeros(n, dtype=bool)
+            mask[ids] = True
+            bits = np.packbits(mask, bitorder="little")  # FAISS reads bit (id & 7) of byte id >> 3
+            return faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)), bits  # its n counts bytes
+    return faiss.IDSelectorBatch(ids), None
+
+
+#: A filter admitting at most this many items is answered exactly over their vectors (see search_subset).
+SUBSET_MAX = 2048
+
+
+def search_subset(
+    index: faiss.Index, queries: np.ndarray, k: int, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact top-``k`` among ``ids`` alone, from their stored vectors; ``None`` when ``index`` cannot give
+    them back (IVF without a direct map, codes without ``reconstruct``).
+
+    A graph index searched through a selector that admits few items walks the graph past them: at 0.5% of
+    3,000 vectors HNSW missed a third of the true top-10 even at efSearch 4000. Scoring a small admitted set
+    directly is exact and cheaper than the walk (the way filtered vector databases plan such queries).
+    """
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if _ivf_of(index) is not None:
+        return None
+    try:
+        vectors = index.reconstruct_batch(ids)
+    except RuntimeError:
+        return None
+    flat = faiss.IndexFlat(index.d, index.metric_type)
+    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    scores, pos = flat.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(ids)))
+    found = np.where(pos >= 0, ids[np.clip(pos, 0, None)], -1)
+    if pos.shape[1] < k:  # fewer admitted items than k: pad like FAISS does
+        pad = k - pos.shape[1]
+        fill = -np.inf if index.metric_type == faiss.METRIC_INNER_PRODUCT else np.inf
+        scores = np.hstack([scores, np.full((len(scores), pad), fill, np.float32)])
+        found = np.hstack([found, np.full((len(found), pad), -1, np.int64)])
+    return scores, found
+
+
+def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
 def search_params(
     index: faiss.Index,
     *,
@@ -142,11 +200,11 @@ def search_params(
     """
     if ids is None and nprobe is None and ef_search is None and (exclude is None or not len(exclude)):
         return None
-    sel = keep = None
+    sel = keep = bits = None
     if ids is not None:
-        sel = faiss.IDSelectorBatch(np.ascontiguousarray(np.asarray(ids), dtype=np.int64))
+        sel, bits = id_selector(ids)
     elif exclude is not None and len(exclude):
-        keep = faiss.IDSelectorBatch(np.ascontiguousarray(np.asarray(exclude), dtype=np.int64))
+        keep, bits = id_selector(exclude)
         sel = faiss.IDSelectorNot(keep)
 
     def make(idx: faiss.Index) -> faiss.SearchParameters:
@@ -167,7 +225,7 @@ def search_params(
         return faiss.SearchParameters(**kwargs)
 
     params = make(index)
-    params._imgsearch_sel = (sel, keep)  # keep the selectors alive as long as the parameters
+    params._imgsearch_sel = (sel, keep, bits)  # keep the selectors (and a bitmap's bytes) alive as long
     return params
 
 

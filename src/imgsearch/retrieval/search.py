@@ -28,8 +28,9 @@ from imgsearch.data.images import ImageDecodeError, load_image, to_rgb
 from imgsearch.data.schema import optional_price, validate_catalogue
 from imgsearch.data.transforms import PIXEL_SIZE, eval_transform, pixel_transform
 from imgsearch.retrieval.embed import PIXELS
-from imgsearch.retrieval.filters import allowed_ids
+from imgsearch.retrieval.filters import ItemFilter
 from imgsearch.retrieval.index import (
+    SUBSET_MAX,
     IndexCompatibilityError,
     check_compatible,
     group_members,
@@ -37,6 +38,7 @@ from imgsearch.retrieval.index import (
     prepare_vectors,
     search_batched,
     search_params,
+    search_subset,
     search_within_groups,
     set_search_params,
 )
@@ -185,6 +187,7 @@ class Searcher:
         if self.live is not None:
             self.index, self.items = self.live.index, self.live.items
         self._item_positions: pd.Index | None = None
+        self._filter = ItemFilter(self.items)
         ids = self.items.index.to_numpy(dtype=np.int64)
         self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object), ids)
         self._max_views = int(self.items.groupby("product_id").size().max()) if len(self.items) else 1
@@ -424,7 +427,7 @@ class Searcher:
         exclude_items: Sequence[str],
     ) -> list[SearchResult]:
         n = len(vectors)
-        allowed = allowed_ids(self.items, filters)
+        allowed = self._filter.allowed_ids(filters)
         if exclude_items:
             keep = ~self.items["item_id"].astype(str).isin([str(i) for i in exclude_items]).to_numpy()
             if allowed is None:
@@ -453,8 +456,14 @@ class Searcher:
             if len(allowed) == 0:
                 s, ids = np.zeros((n, k_eff), np.float32), np.full((n, k_eff), -1)
             else:
-                params = search_params(self.index, ids=allowed)
-                s, ids = search_batched(self.index, vectors, k_eff, params=params)
+                exact = (
+                    search_subset(self.index, vectors, k_eff, allowed) if len(allowed) <= SUBSET_MAX else None
+                )
+                if exact is None:
+                    exact = search_batched(
+                        self.index, vectors, k_eff, params=search_params(self.index, ids=allowed)
+                    )
+                s, ids = exact
         else:
             # a live HNSW index keeps removed vectors as tombstones: leave them out inside the search
             params = search_params(self.index, exclude=dead) if dead is not None and len(dead) else None

@@ -270,8 +270,8 @@
   fetch("health")
     .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`health ${r.status}`))))
     .then((h) => {
-      const model = h.model ? ` · ${h.model}` : "";
-      $("index-info").textContent = `${h.index_size.toLocaleString()} products indexed${model}`;
+      // shoppers see the catalogue, not which model serves it (/health says that to operators)
+      $("index-info").textContent = `${h.index_size.toLocaleString()} products`;
       if (h.max_upload_bytes) $("max-size").textContent = `${Math.round(h.max_upload_bytes / 1048576)} MB`;
       if (h.top_k) kInput.value = h.top_k;
       $("index-info").dataset.state = "ok";
