@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 try:
@@ -88,15 +89,18 @@ def _load(base: str, photos: list[bytes], clients: int, n: int, params: dict[str
 
 
 def run(clients, requests, k, full: bool = False) -> dict[str, Any]:
-    import pandas as pd
-
     title = "Search service under concurrent clients (demo index)"
     if not (DEMO_INDEX / "manifest.json").is_file():
         why = f"no demo index at {DEMO_INDEX}: `make demo`"
         return section(NAME, title, command_for(NAME, full), skipped=why)
-    items = pd.read_csv(DEMO_INDEX / "items.csv")
-    paths = [DEMO_INDEX / p for p in items["image_path"].astype(str)]  # absolute paths stay absolute
-    photos = [p.read_bytes() for p in paths[:32] if p.is_file()]
+    from imgsearch.retrieval.index import load_index_dir
+
+    _, items, _ = load_index_dir(DEMO_INDEX)  # image paths resolved against the recorded image root
+    photos = [Path(p).read_bytes() for p in items["image_path"].astype(str)[:32] if Path(p).is_file()]
+    if not photos:
+        raise RuntimeError(
+            f"none of the demo index's photos could be read (first: {items['image_path'].iloc[0]})"
+        )
     brand = str(items["brand"].mode().iloc[0])
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
