@@ -92,6 +92,16 @@ def _attributes_to_predict(cfg: DictConfig, module: Any, kind: str) -> dict[str,
     return dict(getattr(module, "attribute_classes", {}) or {})
 
 
+def _colour_attribute(cfg: DictConfig, module: Any, kind: str) -> str | None:
+    """The attribute head whose probabilities become the index's colour part (``colour_attribute``)."""
+    from imgsearch.retrieval.colour import colour_head
+
+    classes = dict(getattr(module, "attribute_classes", {}) or {}) if module is not None else {}
+    if kind == "pixels" or not classes or cfg.get("colour_attribute") is False:
+        return None
+    return colour_head(classes, cfg.get("colour_attribute") or None)
+
+
 def build_from_shards(cfg: DictConfig) -> Path:
     """``shards=<dir>``: index the vectors of ``imgsearch-embed`` shard by shard (bounded memory)."""
     from hydra.utils import to_absolute_path
@@ -134,6 +144,7 @@ def build(cfg: DictConfig) -> Path | None:
 
     from imgsearch.data.schema import catalogue_hash, read_catalogue
     from imgsearch.models.checkpoint import checkpoint_sha256
+    from imgsearch.retrieval.colour import COLOUR_FILE, colour_manifest, colour_part
     from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX, PIXELS, embed_catalogue
     from imgsearch.retrieval.index import build_index, make_manifest, save_index_dir, set_search_params
 
@@ -157,10 +168,12 @@ def build(cfg: DictConfig) -> Path | None:
         )
     options = embed_kwargs(cfg)
     attr_classes = _attributes_to_predict(cfg, module, kind)
+    colour_attr = _colour_attribute(cfg, module, kind)
+    heads = {**attr_classes, **({colour_attr: module.attribute_classes[colour_attr]} if colour_attr else {})}
     emb = embed_catalogue(
         None if kind == PIXELS else module,
         table,
-        kind=[kind, *(ATTRIBUTE_KIND_PREFIX + a for a in attr_classes)] if attr_classes else kind,
+        kind=[kind, *(ATTRIBUTE_KIND_PREFIX + a for a in heads)] if heads else kind,
         checkpoint=str(ckpt) if ckpt is not None else None,
         **options,
     )
@@ -208,10 +221,14 @@ def build(cfg: DictConfig) -> Path | None:
         catalogue_rows=len(table),
         skipped=emb.skipped,
         pixel_size=int(options["pixel_size"]) if kind == PIXELS else None,
-        extra={"predicted_attributes": predicted} if predicted else None,
+        extra={
+            **({"predicted_attributes": predicted} if predicted else {}),
+            **({"colour": colour_manifest(colour_attr, heads[colour_attr])} if colour_attr else {}),
+        },
     )
+    arrays = {COLOUR_FILE: colour_part(emb[ATTRIBUTE_KIND_PREFIX + colour_attr])} if colour_attr else None
     out = output_dir(cfg, (run_dir or Path(str(cfg.paths.output_dir))) / "index")
-    save_index_dir(out, index, items, manifest)
+    save_index_dir(out, index, items, manifest, arrays)
     log.info(
         "index %s: %d items, %s %d-d, %s/%s%s, %d images skipped",
         out, index.ntotal, kind, index.d, cfg.factory, cfg.metric, " normalised" if cfg.normalize else "",
