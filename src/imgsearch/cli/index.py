@@ -85,6 +85,23 @@ def _model(cfg: DictConfig, ckpt: Path | None, kind: str) -> Any:
     )
 
 
+def _attributes_to_predict(cfg: DictConfig, module: Any, kind: str) -> dict[str, list[str]]:
+    """The attribute heads whose predictions fill the catalogue's empty cells (``predict_attributes``)."""
+    if not cfg.get("predict_attributes", True) or module is None or kind == "pixels":
+        return {}
+    return dict(getattr(module, "attribute_classes", {}) or {})
+
+
+def _colour_attribute(cfg: DictConfig, module: Any, kind: str) -> str | None:
+    """The attribute head whose probabilities become the index's colour part (``colour_attribute``)."""
+    from imgsearch.retrieval.colour import colour_head
+
+    classes = dict(getattr(module, "attribute_classes", {}) or {}) if module is not None else {}
+    if kind == "pixels" or not classes or cfg.get("colour_attribute") is False:
+        return None
+    return colour_head(classes, cfg.get("colour_attribute") or None)
+
+
 def build_from_shards(cfg: DictConfig) -> Path:
     """``shards=<dir>``: index the vectors of ``imgsearch-embed`` shard by shard (bounded memory)."""
     from hydra.utils import to_absolute_path
@@ -127,7 +144,8 @@ def build(cfg: DictConfig) -> Path | None:
 
     from imgsearch.data.schema import catalogue_hash, read_catalogue
     from imgsearch.models.checkpoint import checkpoint_sha256
-    from imgsearch.retrieval.embed import PIXELS, embed_catalogue
+    from imgsearch.retrieval.colour import COLOUR_FILE, colour_manifest, colour_part
+    from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX, PIXELS, embed_catalogue
     from imgsearch.retrieval.index import build_index, make_manifest, save_index_dir, set_search_params
 
     kind = str(cfg.embedding)
@@ -149,10 +167,13 @@ def build(cfg: DictConfig) -> Path | None:
             f"nothing to index: {source} has no rows" + (f" in splits {splits}" if cfg.get("splits") else "")
         )
     options = embed_kwargs(cfg)
+    attr_classes = _attributes_to_predict(cfg, module, kind)
+    colour_attr = _colour_attribute(cfg, module, kind)
+    heads = {**attr_classes, **({colour_attr: module.attribute_classes[colour_attr]} if colour_attr else {})}
     emb = embed_catalogue(
         None if kind == PIXELS else module,
         table,
-        kind=kind,
+        kind=[kind, *(ATTRIBUTE_KIND_PREFIX + a for a in heads)] if heads else kind,
         checkpoint=str(ckpt) if ckpt is not None else None,
         **options,
     )
@@ -161,6 +182,17 @@ def build(cfg: DictConfig) -> Path | None:
     if len(emb) == 0:
         raise ValueError(f"no image of {source} could be read; nothing to index")
     items = table.iloc[emb.rows].reset_index(drop=True)
+    predicted = None
+    if attr_classes:
+        from imgsearch.retrieval.predicted import fill_predicted_attributes
+
+        threshold = cfg.get("attribute_min_confidence")
+        items, predicted = fill_predicted_attributes(
+            items,
+            {a: emb[ATTRIBUTE_KIND_PREFIX + a] for a in attr_classes},
+            attr_classes,
+            float(module.min_confidence if threshold is None else threshold),
+        )
     index = build_index(
         emb[kind],
         factory=str(cfg.factory),
@@ -189,9 +221,14 @@ def build(cfg: DictConfig) -> Path | None:
         catalogue_rows=len(table),
         skipped=emb.skipped,
         pixel_size=int(options["pixel_size"]) if kind == PIXELS else None,
+        extra={
+            **({"predicted_attributes": predicted} if predicted else {}),
+            **({"colour": colour_manifest(colour_attr, heads[colour_attr])} if colour_attr else {}),
+        },
     )
+    arrays = {COLOUR_FILE: colour_part(emb[ATTRIBUTE_KIND_PREFIX + colour_attr])} if colour_attr else None
     out = output_dir(cfg, (run_dir or Path(str(cfg.paths.output_dir))) / "index")
-    save_index_dir(out, index, items, manifest)
+    save_index_dir(out, index, items, manifest, arrays)
     log.info(
         "index %s: %d items, %s %d-d, %s/%s%s, %d images skipped",
         out, index.ntotal, kind, index.d, cfg.factory, cfg.metric, " normalised" if cfg.normalize else "",

@@ -4,6 +4,7 @@
     imgsearch-search a.jpg b.png --index DIR -k 5 --json            # JSON on stdout
     imgsearch-search a.jpg --index DIR --restrict                   # only the predicted category
     imgsearch-search a.jpg --index DIR --filter brand=Acme --filter price=10:50 --group
+    imgsearch-search a.jpg --index DIR --colour red        # this, in red; --colour-weight 0.5; -q "linen"
 
 Prints the predicted category and the top-k items (id, title, brand, price, image path, score). An image
 that cannot be read stops the command with a message naming it and a non-zero exit status (2).
@@ -38,6 +39,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "repeat for several (all must hold)",
     )
     p.add_argument("--group", action="store_true", help="one result per product (its best photo)")
+    p.add_argument("-q", "--words", default=None, help="words fused with the photo ranking (text search)")
+    p.add_argument("--text-weight", type=float, default=1.0, help="the words' fusion weight (photo: 1)")
+    p.add_argument("--colour", default=None, help='"this, in colour c": the predicted kind, in this colour')
+    p.add_argument(
+        "--colour-weight",
+        type=float,
+        default=0.0,
+        help="weight of the index's colour part (0 = colour-blind)",
+    )
     p.add_argument(
         "--search-params", default=None, help="FAISS ParameterSpace string: nprobe=16, efSearch=128"
     )
@@ -135,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             restrict_to_predicted=args.restrict,
             filters=filters,
             group_by_product=args.group,
+            colour_weight=args.colour_weight,
+            colour=args.colour,
+            q=args.words,
+            text_weight=args.text_weight,
         )
     except (FileNotFoundError, IndexCompatibilityError, ValueError, CheckpointError) as exc:
         print(f"imgsearch-search: {exc}", file=sys.stderr)

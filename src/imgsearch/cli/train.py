@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgsearch.cli.inputs import CATALOGUE_FILE, resume_checkpoint
 from imgsearch.cli.task import run_task
+from imgsearch.data.attributes import attribute_classes_of
 from imgsearch.data.datamodule import CatalogueDataModule, class_names_of
 from imgsearch.data.metric_labels import metric_label_names
 from imgsearch.data.schema import catalogue_hash, read_catalogue
@@ -98,6 +99,17 @@ def metric_learning_setup(cfg: DictConfig, catalogue: pd.DataFrame) -> tuple[dic
     return {"metric_num_classes": len(names)}, {"metric_labels": labels}
 
 
+def attribute_setup(cfg: DictConfig, catalogue: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model kwargs, datamodule kwargs)`` for ``model.attributes=[...]``: each attribute's classes, taken
+    from the catalogue before the model exists (its heads' sizes), and handed to both."""
+    attributes = cfg.model.get("attributes")
+    if not attributes:
+        return {}, {}
+    classes = attribute_classes_of(catalogue, list(attributes))
+    log.info("attribute heads: %s", {k: len(v) for k, v in classes.items()})
+    return {"attribute_classes": classes}, {"attributes": list(classes), "attribute_classes": classes}
+
+
 def _best_checkpoint(trainer: L.Trainer) -> tuple[str | None, float | None, str | None]:
     """``(best path, best score, monitor)`` of the run's ModelCheckpoint (None when there is none)."""
     ckpt = trainer.checkpoint_callback
@@ -135,6 +147,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     log.info("instantiating model <%s>", cfg.model._target_)
     model_extra, loader_extra = metric_learning_setup(cfg, catalogue)
+    attr_model, attr_loader = attribute_setup(cfg, catalogue)
+    model_extra, loader_extra = {**model_extra, **attr_model}, {**loader_extra, **attr_loader}
     model = hydra.utils.instantiate(
         cfg.model, num_classes=len(class_names), class_names=class_names, **model_extra
     )

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from imgsearch.data.attributes import attribute_classes_of, attribute_targets
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
 from imgsearch.data.metric_labels import metric_label_column, metric_label_names
 from imgsearch.data.schema import SPLITS, read_catalogue, validate_catalogue
@@ -65,6 +66,9 @@ class CatalogueDataModule(L.LightningDataModule):
         m_per_class: draw training batches with ``m_per_class`` photos of each metric label (the
             category without ``metric_labels``), pytorch-metric-learning's ``MPerClassSampler``, so
             every batch holds positive pairs; ``batch_size`` must be a multiple of it.
+        attributes: catalogue columns the model also predicts (``baseColour``, ``gender``...): train/val/test
+            items carry their class indices as a 5th element (see :mod:`imgsearch.data.attributes`);
+            ``attribute_classes`` holds each one's classes (the model's), ``None`` = from this catalogue.
 
     Under DDP nothing needs doing here: Lightning puts a ``DistributedSampler`` (or wraps the
     weighted sampler) around the training loader.
@@ -87,6 +91,8 @@ class CatalogueDataModule(L.LightningDataModule):
         drop_last: bool | None = None,
         metric_labels: str | None = None,
         m_per_class: int | None = None,
+        attributes: Sequence[str] | None = None,
+        attribute_classes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(catalogue, str | os.PathLike):
@@ -121,6 +127,12 @@ class CatalogueDataModule(L.LightningDataModule):
             metric_label_names(self.catalogue, metric_labels) if metric_labels is not None else None
         )
         self.m_per_class = int(m_per_class) if m_per_class else None
+        names = list(to_plain_container(attributes)) if attributes else []
+        if attribute_classes is not None:
+            given = {str(k): [str(v) for v in vs] for k, vs in to_plain_container(attribute_classes).items()}
+            self.attribute_classes: dict[str, list[str]] = {n: given[n] for n in names or given}
+        else:
+            self.attribute_classes = attribute_classes_of(self.catalogue, names) if names else {}
         if self.m_per_class is not None:
             if self.m_per_class < 2:
                 raise ValueError(f"m_per_class must be >= 2 (a positive pair), got {m_per_class}")
@@ -160,8 +172,18 @@ class CatalogueDataModule(L.LightningDataModule):
                 index = {v: i for i, v in enumerate(self.metric_label_names)}
                 column = metric_label_column(str(self.metric_labels))
                 metric_targets = [index[str(v)] for v in rows[column].tolist()]
+            attr_targets = (
+                attribute_targets(rows, self.attribute_classes)
+                if self.attribute_classes and name != "predict"
+                else None
+            )
             self.datasets[name] = CatalogueDataset(
-                rows, self.class_to_idx, tf, draft_size=self.draft_size, metric_targets=metric_targets
+                rows,
+                self.class_to_idx,
+                tf,
+                draft_size=self.draft_size,
+                metric_targets=metric_targets,
+                attribute_targets=attr_targets,
             )
         return self.datasets[name]
 

@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 #: Target of a row whose label is not among the classes (e.g. predicting on a new catalogue).
 UNKNOWN_TARGET = -1
 
-Sample = tuple[torch.Tensor, int, int] | tuple[torch.Tensor, int, int, int]
+Sample = (
+    tuple[torch.Tensor, int, int]
+    | tuple[torch.Tensor, int, int, int]
+    | tuple[torch.Tensor, int, int, int, torch.Tensor]
+)
 
 
 class CatalogueDataset(Dataset):
@@ -39,6 +43,9 @@ class CatalogueDataset(Dataset):
         draft_size: ``(width, height)`` the JPEG decoder may shrink large images to (at least
             this size) before the transform; ``None`` decodes at full size.
         metric_targets: per-row metric-learning labels; adds a 4th item element when given.
+        attribute_targets: per-row attribute class indices (see :mod:`imgsearch.data.attributes`); adds a
+            5th element (an int64 tensor, one entry per attribute), and the 4th is then the class target when
+            no metric targets are given, so a batch's positions always mean the same.
     """
 
     def __init__(
@@ -49,6 +56,7 @@ class CatalogueDataset(Dataset):
         *,
         draft_size: tuple[int, int] | None = None,
         metric_targets: Sequence[int] | None = None,
+        attribute_targets: Sequence[Sequence[int]] | None = None,
     ) -> None:
         missing = [c for c in ("image_path", "label") if c not in df.columns]
         if missing:
@@ -62,6 +70,13 @@ class CatalogueDataset(Dataset):
         self.metric_targets = [int(t) for t in metric_targets] if metric_targets is not None else None
         if self.metric_targets is not None and len(self.metric_targets) != len(self.paths):
             raise ValueError(f"{len(self.metric_targets)} metric targets for {len(self.paths)} rows")
+        self.attribute_targets = (
+            torch.as_tensor([list(t) for t in attribute_targets], dtype=torch.long)
+            if attribute_targets is not None
+            else None
+        )
+        if self.attribute_targets is not None and len(self.attribute_targets) != len(self.paths):
+            raise ValueError(f"{len(self.attribute_targets)} attribute targets for {len(self.paths)} rows")
         self.draft_size = tuple(draft_size) if draft_size is not None else None
         # Shared with DataLoader worker processes (handed over when they start), so the main
         # process sees the skips that happened in the workers.
@@ -84,6 +99,15 @@ class CatalogueDataset(Dataset):
                 self._skipped.value += 1
             log.warning("skipping unreadable image at load time: %s (%s)", exc.path or path, exc.reason)
             return None
+        if self.attribute_targets is not None:
+            metric = self.metric_targets[i] if self.metric_targets is not None else self.targets[i]
+            return (
+                self.transform(image),
+                self.targets[i],
+                self.row_index[i],
+                metric,
+                self.attribute_targets[i],
+            )
         if self.metric_targets is not None:
             return self.transform(image), self.targets[i], self.row_index[i], self.metric_targets[i]
         return self.transform(image), self.targets[i], self.row_index[i]

@@ -22,6 +22,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from imgsearch.data.attributes import UNKNOWN_ATTRIBUTE
 from imgsearch.data.transforms import check_data_config
 from imgsearch.models.backbones import create_backbone
 from imgsearch.models.losses import MetricLoss, build_metric_loss
@@ -33,6 +34,26 @@ log = logging.getLogger(__name__)
 EMBEDDING_KINDS = ("features", "probs")
 LOSSES = ("cross_entropy", "hinge")
 SCHEDULERS = ("cosine", "none")
+#: ``predict_step`` keys of the attribute heads' probabilities: ``attr:<column>``
+ATTRIBUTE_KIND_PREFIX = "attr:"
+
+
+def check_attributes(
+    attributes: Sequence[str] | None, attribute_classes: Mapping[str, Sequence[str]] | None
+) -> dict[str, list[str]]:
+    """The attribute heads to build, ``{name: class names}`` in ``attributes`` order; a clear error when a
+    configured attribute has no classes (``imgsearch-train`` fills them in from the catalogue)."""
+    names = [str(a) for a in to_plain(attributes or [], where="attributes")]
+    classes = {str(k): [str(v) for v in vs] for k, vs in to_plain(attribute_classes or {}).items()}
+    if not names:
+        names = list(classes)
+    missing = [n for n in names if len(classes.get(n, [])) < 2]
+    if missing:
+        raise ValueError(
+            f"attribute(s) {missing} need attribute_classes (at least 2 class names each); imgsearch-train "
+            "fills them in from the catalogue"
+        )
+    return {n: classes[n] for n in names}
 
 
 def to_plain(value: Any, *, where: str = "value") -> Any:
@@ -83,6 +104,13 @@ class ImageClassifier(L.LightningModule):
     pytorch-metric-learning loss on the batch's metric labels (products or categories, 4th batch element,
     else the class targets), added to ``ce_weight`` x cross-entropy at ``metric_weight``; its own parameters
     (centres/proxies) learn at ``loss_lr`` (default ``lr``). ``metric_num_classes``: distinct metric labels.
+
+    Attributes: ``attributes`` names catalogue columns (``baseColour``, ``gender``...) the model predicts
+    beside the category, each with its own softmax head on the pooled features; ``attribute_classes`` holds
+    each one's class names (filled in by ``imgsearch-train`` from the catalogue). Their cross-entropies
+    (rows with an unknown value left out) are summed and added at ``attribute_weight``; a prediction whose
+    top probability is under ``min_confidence`` is reported as low-confidence (see
+    :mod:`imgsearch.models.attributes`).
     """
 
     def __init__(
@@ -113,6 +141,10 @@ class ImageClassifier(L.LightningModule):
         ce_weight: float = 1.0,
         metric_num_classes: int | None = None,
         loss_lr: float | None = None,
+        attributes: list[str] | None = None,
+        attribute_classes: dict[str, list[str]] | None = None,
+        attribute_weight: float = 1.0,
+        min_confidence: float = 0.5,
     ) -> None:
         super().__init__()
         num_classes = int(num_classes)
@@ -133,6 +165,9 @@ class ImageClassifier(L.LightningModule):
             raise ValueError(f"embedding_dim must be positive or null, got {embedding_dim}")
         if metric_loss is None and float(ce_weight) <= 0:
             raise ValueError("ce_weight must be > 0 without a metric_loss: nothing would train")
+        attribute_classes = check_attributes(attributes, attribute_classes)
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise ValueError(f"min_confidence must be within [0, 1], got {min_confidence}")
 
         self.save_hyperparameters()
         # save_hyperparameters keeps the raw arguments; replace them by their plain forms (see to_plain).
@@ -141,6 +176,8 @@ class ImageClassifier(L.LightningModule):
         self.hparams["class_names"] = class_names
         self.hparams["backbone_kwargs"] = backbone_kwargs
         self.hparams["metric_loss_kwargs"] = metric_loss_kwargs
+        self.hparams["attributes"] = list(attribute_classes) or None
+        self.hparams["attribute_classes"] = attribute_classes or None
 
         self.backbone = create_backbone(
             backbone,
@@ -162,6 +199,25 @@ class ImageClassifier(L.LightningModule):
             self.neck = nn.Sequential(
                 nn.Linear(self.backbone.num_features, int(embedding_dim)), nn.BatchNorm1d(int(embedding_dim))
             )
+        # One head per attribute on the pooled features, like the category head: the neck stays the
+        # retrieval vector, trained only by the metric loss and the category
+        self.attribute_heads = nn.ModuleDict(
+            {
+                name: nn.Linear(self.backbone.num_features, len(values))
+                for name, values in attribute_classes.items()
+            }
+        )
+        self.attribute_metrics = nn.ModuleDict(
+            {
+                f"{stage}_acc": nn.ModuleDict(
+                    {
+                        name: MulticlassAccuracy(len(values), average="micro", ignore_index=UNKNOWN_ATTRIBUTE)
+                        for name, values in attribute_classes.items()
+                    }
+                )
+                for stage in ("train", "val", "test")
+            }
+        )
         self.metric_loss: MetricLoss | None = None
         if metric_loss is not None:
             size = int(embedding_dim) if embedding_dim is not None else self.backbone.num_features
@@ -183,6 +239,15 @@ class ImageClassifier(L.LightningModule):
     @property
     def class_names(self) -> list[str]:
         return list(self.hparams["class_names"])
+
+    @property
+    def attribute_classes(self) -> dict[str, list[str]]:
+        """``{attribute: class names}`` of the attribute heads (empty without attributes)."""
+        return {k: list(v) for k, v in (self.hparams.get("attribute_classes") or {}).items()}
+
+    @property
+    def min_confidence(self) -> float:
+        return float(self.hparams.get("min_confidence", 0.5))
 
     @property
     def data_config(self) -> dict[str, Any]:
@@ -221,12 +286,21 @@ class ImageClassifier(L.LightningModule):
         dim = self.hparams.get("embedding_dim")
         return int(dim) if dim is not None else self.backbone.num_features
 
+    def predict_attributes(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"label": category probs, attribute: its probs}``, each ``[B, classes]`` (softmax)."""
+        pooled = self.backbone(x)
+        return {"label": self.head(pooled).softmax(dim=-1), **self._attribute_probs(pooled)}
+
+    def _attribute_probs(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: head(pooled).softmax(dim=-1) for name, head in self.attribute_heads.items()}
+
     @staticmethod
     def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``(images, targets, rows)``; also accepts a bare image tensor or ``(images, rows)`` for predict."""
         if isinstance(batch, torch.Tensor):
             return batch, None, None
-        if isinstance(batch, Sequence) and len(batch) in (3, 4):  # 4th: metric labels, see _metric_targets
+        # 4th: metric labels, 5th: attribute targets (CatalogueDataset)
+        if isinstance(batch, Sequence) and len(batch) in (3, 4, 5):
             return batch[0], batch[1], batch[2]
         if isinstance(batch, Sequence) and len(batch) == 2:
             return batch[0], None, batch[1]
@@ -239,6 +313,7 @@ class ImageClassifier(L.LightningModule):
             "features": self._retrieval_vector(features),
             "probs": self.head(features).softmax(dim=-1),
             "row": rows,
+            **{f"{ATTRIBUTE_KIND_PREFIX}{k}": v for k, v in self._attribute_probs(features).items()},
         }
 
     # ------------------------------------------------------------------------------------------- training
@@ -253,12 +328,15 @@ class ImageClassifier(L.LightningModule):
         logits = self.head(pooled)
         loss = self.criterion(logits, targets)
         if stage == "train" and self.metric_loss is not None:
-            metric_targets = batch[3] if len(batch) == 4 else targets
+            metric_targets = batch[3] if len(batch) >= 4 else targets
             embeddings = self.neck(pooled) if self.neck is not None else pooled
             metric = self.metric_loss(embeddings, metric_targets)
             self.log("train/metric_loss", metric, on_step=True, on_epoch=True, batch_size=len(images))
             self.log("train/ce_loss", loss, on_step=True, on_epoch=True, batch_size=len(images))
             loss = float(self.hparams["ce_weight"]) * loss + float(self.hparams["metric_weight"]) * metric
+        if self.attribute_heads and len(batch) == 5:
+            attr_loss = self._attribute_loss(pooled, batch[4], stage, len(images))
+            loss = loss + float(self.hparams.get("attribute_weight", 1.0)) * attr_loss
         metrics.update(logits.detach(), targets)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(images),
@@ -269,6 +347,29 @@ class ImageClassifier(L.LightningModule):
         if stage == "test":
             self.test_confmat.update(logits.detach().argmax(dim=-1), targets)
         return loss
+
+    def _attribute_loss(
+        self, pooled: torch.Tensor, targets: torch.Tensor, stage: str, n: int
+    ) -> torch.Tensor:
+        """Sum of the attribute heads' cross-entropies; logs each one's accuracy as ``<stage>/<name>_acc``."""
+        total = pooled.new_zeros(())
+        for j, (name, head) in enumerate(self.attribute_heads.items()):
+            logits = head(pooled)
+            target = targets[:, j]
+            if bool((target != UNKNOWN_ATTRIBUTE).any()):  # all unknown: cross_entropy would be NaN
+                total = total + F.cross_entropy(logits, target, ignore_index=UNKNOWN_ATTRIBUTE)
+            metric = self.attribute_metrics[f"{stage}_acc"][name]
+            metric.update(logits.detach(), target)
+            self.log(f"{stage}/{name}_acc", metric, on_step=False, on_epoch=True, batch_size=n)
+        self.log(
+            f"{stage}/attr_loss",
+            total,
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
+            sync_dist=stage != "train",
+        )
+        return total
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         return self._shared_step(batch, self.train_metrics, "train")
@@ -304,7 +405,9 @@ class ImageClassifier(L.LightningModule):
         decay would pull them to the origin, so they get none.
         """
         hp = self.hparams
-        network = nn.ModuleList([m for m in (self.backbone, self.neck, self.head) if m is not None])
+        network = nn.ModuleList(
+            [m for m in (self.backbone, self.neck, self.head, self.attribute_heads) if m is not None]
+        )
         groups = param_groups_weight_decay(network, weight_decay=float(hp["weight_decay"]))
         loss_params = (
             [p for p in self.metric_loss.parameters() if p.requires_grad] if self.metric_loss else []

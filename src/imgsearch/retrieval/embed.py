@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 MODEL_KINDS: tuple[str, ...] = ("features", "probs")
+ATTRIBUTE_KIND_PREFIX = "attr:"  # the classifier's predict_step keys of its attribute heads
 PIXELS = "pixels"
 KINDS: tuple[str, ...] = (*MODEL_KINDS, PIXELS)
 
@@ -189,7 +190,8 @@ def embed_catalogue(
         ValueError: unknown kind, ``pixels`` mixed with model kinds, or a model kind without a module.
     """
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    unknown = [k for k in kinds if k not in KINDS]
+    # attr:<column>: an attribute head's probabilities (models/classifier.py), PyTorch only
+    unknown = [k for k in kinds if k not in KINDS and not k.startswith(ATTRIBUTE_KIND_PREFIX)]
     if unknown or not kinds:
         raise ValueError(f"unknown embedding kind(s) {unknown or kinds}; use {KINDS}")
     if PIXELS in kinds and len(kinds) > 1:
@@ -222,6 +224,9 @@ def embed_catalogue(
         collate_fn=collate_skip_none,
         pin_memory=torch.cuda.is_available(),
     )
+    if any(k.startswith(ATTRIBUTE_KIND_PREFIX) for k in kinds) and runtime not in (None, "torch"):
+        log.info("attribute heads are not in the ONNX export: embedding with PyTorch")
+        runtime = "torch"
     engine = _resolve_runtime(runtime, None if PIXELS in kinds else module, checkpoint, trainer_kwargs)
     if engine is not None:
         parts = [_onnx_part(engine, batch, kinds) for batch in loader if batch is not None]

@@ -395,9 +395,16 @@ def make_manifest(
 
 
 def save_index_dir(
-    directory: str | os.PathLike[str], index: faiss.Index, items: pd.DataFrame, manifest: Mapping[str, Any]
+    directory: str | os.PathLike[str],
+    index: faiss.Index,
+    items: pd.DataFrame,
+    manifest: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write ``index.faiss``, ``items.csv`` and ``manifest.json`` into ``directory`` atomically.
+
+    ``arrays``: side arrays saved with ``np.save`` under their file names in the same swap (the colour
+    part, :mod:`imgsearch.retrieval.colour`).
 
     Raises:
         ValueError: the index and the item table disagree in size.
@@ -409,6 +416,8 @@ def save_index_dir(
     with atomic_dir(directory) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
         write_catalogue(items, tmp / ITEMS_FILE)
+        for name, array in (arrays or {}).items():
+            np.save(tmp / name, np.ascontiguousarray(array), allow_pickle=False)
         hashes = {name: file_sha256(tmp / name) for name in (INDEX_FILE, ITEMS_FILE)}
         record = {**dict(manifest), FILES_KEY: hashes}
         (tmp / MANIFEST_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -27,8 +27,16 @@ from PIL import Image
 from imgsearch.data.images import ImageDecodeError, load_image, to_rgb
 from imgsearch.data.schema import optional_price, validate_catalogue
 from imgsearch.data.transforms import PIXEL_SIZE, eval_transform, pixel_transform
+from imgsearch.retrieval.colour import (
+    CANDIDATE_FACTOR,
+    MIN_CANDIDATES,
+    colour_part,
+    load_colour_part,
+    rerank_by_colour,
+)
 from imgsearch.retrieval.embed import PIXELS
 from imgsearch.retrieval.filters import ItemFilter
+from imgsearch.retrieval.hybrid import MemoryText, check_colour_weight, fuse_with_text, in_colour_filters
 from imgsearch.retrieval.index import (
     SUBSET_MAX,
     IndexCompatibilityError,
@@ -44,6 +52,7 @@ from imgsearch.retrieval.index import (
 )
 from imgsearch.retrieval.live import LiveIndex, is_live
 from imgsearch.retrieval.locations import resolve_checkpoint_path
+from imgsearch.retrieval.text import match_expression
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +189,9 @@ class Searcher:
                 else select_runtime(module, checkpoint, str(runtime), gpu=wants_gpu(device))
             )
         self._search_params = search_params or (manifest.get("index") or {}).get("search_params")
+        # colour part (retrieval/colour.py) and words over a built index's items (retrieval/hybrid.py)
+        self.colour_parts: np.ndarray | None = None
+        self._memory_text: Any = None
         self._adopt_items()
 
     def _adopt_items(self) -> None:
@@ -239,6 +251,7 @@ class Searcher:
             image_root=image_root, search_params=search_params, runtime=runtime, live=live,
         )  # fmt: skip
         searcher.index_dir, searcher._image_root = str(index_dir), image_root
+        searcher.colour_parts = load_colour_part(index_dir, searcher.manifest)
         return searcher
 
     @classmethod
@@ -368,6 +381,10 @@ class Searcher:
         restrict_to_predicted: bool = False,
         filters: Mapping[str, Any] | None = None,
         group_by_product: bool = False,
+        colour_weight: float = 0.0,
+        colour: str | None = None,
+        q: str | None = None,
+        text_weight: float = 1.0,
     ) -> list[SearchResult]:
         """Top-``k`` catalogue items for each image (PIL images, decoded by the caller with
         :func:`imgsearch.data.images.load_image`).
@@ -378,20 +395,75 @@ class Searcher:
         pass. ``group_by_product``: one slot per product, its best-matching photo, the product's other
         matching photos in ``other_views``.
 
+        Words and colour (:mod:`imgsearch.retrieval.hybrid`): ``colour_weight`` re-weights the index's colour
+        part (0 = the colour-blind ranking, exactly); ``colour``: "this, in colour c" (the predicted kind of
+        product, items of colour ``c``); ``q``: words fused with the photo ranking by reciprocal rank at
+        ``text_weight`` (the photo's weight is 1).
+
         Raises:
-            ValueError: ``k < 1``, ``restrict_to_predicted`` without a classifier, or a bad filter.
+            ValueError: ``k < 1``, ``restrict_to_predicted`` without a classifier, or a bad filter;
+                :class:`~imgsearch.retrieval.colour.NoColourPartError` for a weight on an index without a
+                colour part; :class:`~imgsearch.retrieval.text.TextQueryError` for bad words or an unknown
+                colour (its message lists the known ones).
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if not images:
             return []
+        weight = check_colour_weight(colour_weight, self.colour_parts, self.live is not None)
+        if colour is not None:
+            filters = {**dict(filters or {}), **in_colour_filters(self.items, self.manifest, colour)}
+            restrict_to_predicted = self.module is not None and bool(self.module.class_names)
+        if q is not None:
+            match_expression(q)  # bad words fail before the model runs
         if restrict_to_predicted and not (self.module is not None and self.module.class_names):
             raise ValueError("restrict_to_predicted needs a classifier; this index has none")
         vectors, probs = self.embed(images)
-        return self.search_vectors(
-            vectors, probs, k, restrict_to_predicted=restrict_to_predicted, filters=filters,
-            group_by_product=group_by_product,
+        colour_query = self._colour_query(images) if weight else None
+        fetch = max(k * 10, 200) if q is not None else k  # the photo ranking that words fuse with
+        results = self.search_vectors(
+            vectors, probs, fetch, restrict_to_predicted=restrict_to_predicted, filters=filters,
+            group_by_product=group_by_product and q is None, colour_weight=weight, colour_query=colour_query,
         )  # fmt: skip
+        if q is None:
+            return results
+        return [self._fuse_words(r, q, k, text_weight, filters, group_by_product) for r in results]
+
+    def _colour_query(self, images: Sequence[Image.Image]) -> np.ndarray:
+        attr = str(self.manifest["colour"]["attribute"])
+        with torch.inference_mode():
+            probs = self.module.predict_attributes(self._batch(images, self.class_transform))[attr]
+        return colour_part(probs.float().cpu().numpy())
+
+    def _text_ids(self, q: str, k: int, filters: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            self._sync()
+            allowed = self._filter.allowed_ids(filters)
+            if self.live is not None:
+                return self.live.store.text_search(q, k, allowed)
+            if self._memory_text is None:
+                self._memory_text = MemoryText(self.items)
+            return self._memory_text.text_search(q, k, allowed)
+
+    def _fuse_words(
+        self, result: SearchResult, q: str, k: int, text_weight: float, filters: Any, group: bool
+    ) -> SearchResult:
+        vid = pd.Series(self.items.index.to_numpy(), index=self.items["item_id"].astype(str).to_numpy())
+        text_ids, _ = self._text_ids(q, max(k * 10, 200), filters)
+        ids, scores = fuse_with_text([int(vid[h.item_id]) for h in result.hits], text_ids, text_weight,
+                                     k * self._max_views if group else k)  # fmt: skip
+        hits = self._hits(scores, ids)
+        return SearchResult(result.category, result.probability, group_hits(hits, k) if group else hits)
+
+    def search_text(
+        self, q: str, k: int = 10, *, filters: Mapping[str, Any] | None = None, group_by_product: bool = False
+    ) -> SearchResult:
+        """Words alone: the ``k`` items best matching ``q`` by BM25 (scores: BM25, higher = better)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        ids, scores = self._text_ids(q, k * self._max_views if group_by_product else k, filters)
+        hits = self._hits(scores, ids)
+        return SearchResult(None, None, group_hits(hits, k) if group_by_product else hits)
 
     def search_vectors(
         self,
@@ -403,6 +475,8 @@ class Searcher:
         filters: Mapping[str, Any] | None = None,
         group_by_product: bool = False,
         exclude_items: Sequence[str] = (),
+        colour_weight: float = 0.0,
+        colour_query: np.ndarray | None = None,
     ) -> list[SearchResult]:
         """:meth:`search` for query vectors already embedded (and their class probabilities, or ``None``);
         ``exclude_items`` are never returned (the query item itself, for "more like this")."""
@@ -413,6 +487,7 @@ class Searcher:
             return self._search_vectors(
                 vectors, probs, k, restrict_to_predicted=restrict_to_predicted, filters=filters,
                 group_by_product=group_by_product, exclude_items=exclude_items,
+                colour_weight=colour_weight, colour_query=colour_query,
             )  # fmt: skip
 
     def _search_vectors(
@@ -425,6 +500,8 @@ class Searcher:
         filters: Mapping[str, Any] | None,
         group_by_product: bool,
         exclude_items: Sequence[str],
+        colour_weight: float = 0.0,
+        colour_query: np.ndarray | None = None,
     ) -> list[SearchResult]:
         n = len(vectors)
         allowed = self._filter.allowed_ids(filters)
@@ -443,6 +520,9 @@ class Searcher:
             confidence = [float(probs[i, b]) for i, b in enumerate(best)]
         # with grouping, k products need at most k * (most photos of one product) results
         fetch = k * self._max_views if group_by_product else k
+        wanted = fetch
+        if colour_weight:  # candidates for the colour re-scoring (retrieval/colour.py)
+            fetch = max(fetch * CANDIDATE_FACTOR, MIN_CANDIDATES)
         k_eff = max(1, min(fetch, len(self.items) if allowed is None else len(allowed)))
         dead = self.live.dead if self.live is not None else None
         if restrict_to_predicted:
@@ -468,6 +548,10 @@ class Searcher:
             # a live HNSW index keeps removed vectors as tombstones: leave them out inside the search
             params = search_params(self.index, exclude=dead) if dead is not None and len(dead) else None
             s, ids = search_batched(self.index, vectors, k_eff, params=params)
+        if colour_weight and colour_query is not None and self.colour_parts is not None:
+            lower = (self.manifest.get("index") or {}).get("metric") == "l2"
+            s, ids = rerank_by_colour(s, ids, self.colour_parts, colour_query, colour_weight,
+                                      min(wanted, k_eff), lower_is_better=lower)  # fmt: skip
         results = []
         for i in range(n):
             hits = self._hits(s[i], ids[i])

@@ -34,6 +34,14 @@ import numpy as np
 import pandas as pd
 
 from imgsearch.data.schema import CATALOGUE_COLUMNS
+from imgsearch.retrieval.text import (
+    create_text_index,
+    ensure_text_index,
+    indexed_columns,
+    match_expression,
+    text_columns,
+    text_search,
+)
 
 STORE_DIR = "live"
 DB_FILE = "items.sqlite"
@@ -150,6 +158,7 @@ class ItemStore:
             for column in extra_columns:
                 store._add_column(conn, column)
             store._insert_rows(conn, items, vector_ids)
+            create_text_index(conn)  # words (retrieval/text.py), kept in step by triggers from now on
             next_id = int(max(vector_ids, default=-1)) + 1
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
@@ -195,6 +204,8 @@ class ItemStore:
     def _add_column(self, conn: sqlite3.Connection, column: str) -> None:
         check_column_name(column)
         conn.execute(f"ALTER TABLE items ADD COLUMN {_quote(column)} TEXT NOT NULL DEFAULT ''")
+        if indexed_columns(conn) is not None and column in text_columns(conn):
+            ensure_text_index(conn)  # a new words column (a colour, a predicted tag): index it too
 
     def _insert_rows(self, conn: sqlite3.Connection, items: pd.DataFrame, vector_ids: Sequence[int]) -> None:
         if len(items) != len(vector_ids):
@@ -357,6 +368,19 @@ class ItemStore:
             if col not in ("price", "vector_id"):
                 df[col] = df[col].astype(object)
         return df.set_index("vector_id")
+
+    def text_search(
+        self, query: str, k: int, allowed: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(vector_ids, BM25 scores)`` of the items best matching ``query`` (:func:`text.text_search`);
+        a store made before the text index gets it built first, in a write transaction."""
+        match_expression(query)  # bad words fail before any write
+        with self._lock:
+            if indexed_columns(self._conn) != text_columns(self._conn):
+                with self.transaction() as conn:
+                    ensure_text_index(conn)
+            with self.transaction(write=False) as conn:
+                return text_search(conn, query, k, allowed)
 
     def count(self) -> int:
         with self._lock:

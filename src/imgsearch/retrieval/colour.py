@@ -1,0 +1,114 @@
+"""The colour part of an index: what ``Searcher.search(..., colour_weight=w)`` re-weights.
+
+The search vector is trained to ignore everything but the kind of product, so colour needs its own signal. A
+model trained with a colour attribute head (``model.attributes=[baseColour,...]``) gives it: an item's colour
+part is the square root of that head's probabilities, so the inner product of two parts is the
+Bhattacharyya coefficient of the two colour distributions (1 = the same colour belief, 0 = disjoint), and a
+row's part has unit length. "In colour c" is the one-hot distribution of ``c``: its similarity to an item is
+``sqrt(p_item(c))``.
+
+At search time the photo ranking's candidates (``candidates`` of them, with the same filters) are re-scored
+``score + w * colour_similarity`` (``score - w * ...`` for L2 distances, where lower is closer) and re-sorted;
+``w = 0`` skips all of this, so the ranking is exactly the colour-blind one.
+
+The index directory holds the parts in ``colour.npy`` (row ``i`` = index position ``i``); the manifest's
+``colour`` records the attribute, the classes and the size (``dim``). An index without it refuses a weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLOUR_FILE = "colour.npy"
+#: candidates re-scored per query: at least this many, or ``CANDIDATE_FACTOR x k``
+MIN_CANDIDATES = 200
+CANDIDATE_FACTOR = 10
+
+
+class NoColourPartError(ValueError):
+    """A colour weight asked of an index built without a colour part."""
+
+
+def colour_head(attribute_classes: dict[str, list[str]], name: str | None = None) -> str | None:
+    """The attribute head that gives the colour part: ``name``, else the first whose name says colour."""
+    if name:
+        if name not in attribute_classes:
+            raise ValueError(
+                f"colour_attribute {name!r} is not an attribute head of the model: {list(attribute_classes)}"
+            )
+        return name
+    return next((a for a in attribute_classes if "colour" in a.lower() or "color" in a.lower()), None)
+
+
+def colour_part(probs: np.ndarray) -> np.ndarray:
+    """``sqrt`` of a colour head's probabilities ``[N, C]``: unit rows whose inner product is the
+    Bhattacharyya coefficient."""
+    return np.sqrt(np.clip(np.asarray(probs, dtype=np.float32), 0.0, None))
+
+
+def named_colour_part(colour: str, classes: Sequence[str]) -> np.ndarray:
+    """The part of "in colour ``colour``" (one-hot). Raises ``ValueError`` for a colour not in ``classes``."""
+    if colour not in classes:
+        raise ValueError(f"colour {colour!r} is not one the colour head knows: {', '.join(classes)}")
+    out = np.zeros((1, len(classes)), np.float32)
+    out[0, list(classes).index(colour)] = 1.0
+    return out
+
+
+def colour_manifest(attribute: str, classes: Sequence[str]) -> dict[str, Any]:
+    return {
+        "attribute": attribute,
+        "classes": list(classes),
+        "dim": len(classes),
+        "file": COLOUR_FILE,
+        "vector": "sqrt of the colour head's probabilities (inner product = Bhattacharyya coefficient)",
+    }
+
+
+def save_colour_part(directory: str | Path, parts: np.ndarray) -> Path:
+    path = Path(directory) / COLOUR_FILE
+    np.save(path, np.ascontiguousarray(parts, dtype=np.float32))
+    return path
+
+
+def load_colour_part(directory: str | Path, manifest: dict[str, Any]) -> np.ndarray | None:
+    """The index's colour parts, or ``None`` when its manifest records none."""
+    info = manifest.get("colour")
+    if not info:
+        return None
+    path = Path(directory) / str(info.get("file", COLOUR_FILE))
+    parts = np.load(path, allow_pickle=False)  # never pickles: untrusted files stay data
+    if parts.ndim != 2 or parts.shape[1] != int(info["dim"]):
+        raise ValueError(f"{path}: colour part of shape {parts.shape}, the manifest says dim {info['dim']}")
+    return parts
+
+
+def rerank_by_colour(
+    scores: np.ndarray,
+    ids: np.ndarray,
+    parts: np.ndarray,
+    query_parts: np.ndarray,
+    weight: float,
+    k: int,
+    *,
+    lower_is_better: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score each query's candidates ``score +/- weight * colour similarity`` and keep the best ``k``.
+
+    ``ids`` index rows of ``parts`` (-1 = no result, kept last); returns ``(scores, ids)``, each ``[n, k]``.
+    """
+    n = len(ids)
+    out_s = np.full((n, k), np.inf if lower_is_better else -np.inf, np.float32)
+    out_i = np.full((n, k), -1, np.int64)
+    for q in range(n):
+        valid = ids[q] >= 0
+        cand, s = ids[q][valid], scores[q][valid].astype(np.float32)
+        sim = parts[cand] @ query_parts[q]
+        fused = s - weight * sim if lower_is_better else s + weight * sim
+        order = np.argsort(fused if lower_is_better else -fused, kind="stable")[:k]
+        out_s[q, : len(order)], out_i[q, : len(order)] = fused[order], cand[order]
+    return out_s, out_i

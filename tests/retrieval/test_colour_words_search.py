@@ -1,0 +1,149 @@
+"""Searcher colour weight, "in colour c" and words on a small built index: the weight moves the ranking
+towards the query's colour (0 = the colour-blind ranking, exactly), an index without a colour part refuses a
+weight clearly, and words alone or with a photo return the asked items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from imgsearch.data.schema import validate_catalogue, write_catalogue
+from imgsearch.retrieval.colour import COLOUR_FILE, NoColourPartError
+from imgsearch.retrieval.search import Searcher
+from imgsearch.retrieval.text import TextQueryError, UnknownColourError
+from retrieval_fixtures import compose
+from train_helpers import save_checkpoint
+
+SIZE = 8
+RGB = {"red": (230, 30, 30), "blue": (30, 30, 230)}
+TITLES = {"bags": "Leather Tote Bag", "shoes": "Running Shoes"}
+
+
+def _image(path: Path, band: int, colour: str, label: str) -> str:
+    arr = np.full((SIZE, SIZE, 3), 255, np.uint8)
+    if label == "bags":
+        arr[band * 2 : band * 2 + 2, :] = RGB[colour]  # a horizontal band
+    else:
+        arr[:, band * 2 : band * 2 + 2] = RGB[colour]  # a vertical one
+    Image.fromarray(arr).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Path:
+    """Bags and shoes in red and blue, 4 band positions each; a raw-pixel classifier whose colour head reads
+    red minus blue from the pixels (set by hand, so what it predicts is known)."""
+    from imgsearch.models.classifier import ImageClassifier
+
+    root = tmp_path_factory.mktemp("colour_shop")
+    rows = []
+    for label in ("bags", "shoes"):
+        for colour in ("red", "blue"):
+            for band in range(4):
+                item = f"{label}-{colour}-{band}"
+                rows.append({"item_id": item, "label": label, "split": "train", "baseColour": colour.title(),
+                             "title": f"{colour.title()} {TITLES[label]}",
+                             "image_path": _image(root / f"{item}.png", band, colour, label)})  # fmt: skip
+    write_catalogue(validate_catalogue(pd.DataFrame(rows)), root / "catalogue.csv")
+    model = ImageClassifier(
+        backbone="svm", num_classes=2, class_names=["bags", "shoes"], input_size=SIZE,
+        attributes=["baseColour"], attribute_classes={"baseColour": ["Blue", "Red"]},
+    )  # fmt: skip
+    n = SIZE * SIZE
+    red_minus_blue = torch.cat([torch.ones(n), torch.zeros(n), -torch.ones(n)])  # CHW flattened
+    with torch.no_grad():
+        head = model.attribute_heads["baseColour"]
+        head.weight.copy_(torch.stack([-red_minus_blue, red_minus_blue]))
+        head.bias.zero_()
+        # the category head: horizontal (bags) vs vertical (shoes) bands, from row vs column variation
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    ckpt = save_checkpoint(model.eval(), root / "checkpoints" / "best.ckpt")
+    for name, extra in (("index", []), ("blind", ["colour_attribute=false"])):
+        from imgsearch.cli.index import build
+
+        build(
+            compose(
+                "index",
+                [
+                    f"checkpoint={ckpt}",
+                    f"catalogue={root / 'catalogue.csv'}",
+                    f"output_dir={root / name}",
+                    "embed.num_workers=0",
+                    "embed.trainer.accelerator=cpu",
+                    f"hydra.run.dir={root / 'hydra'}",
+                    *extra,
+                ],
+            )
+        )
+    return root
+
+
+def _colours(result) -> list[str]:
+    return [h.item_id.split("-")[1] for h in result.hits]
+
+
+def test_manifest_records_the_colour_part_and_its_size(shop: Path) -> None:
+    searcher = Searcher.from_index_dir(shop / "index")
+    assert searcher.manifest["colour"]["attribute"] == "baseColour"
+    assert searcher.manifest["colour"]["dim"] == 2 and (shop / "index" / COLOUR_FILE).is_file()
+    assert searcher.colour_parts.shape == (16, 2)
+    assert np.allclose(np.linalg.norm(searcher.colour_parts, axis=1), 1.0, atol=1e-5)
+    assert "colour" not in Searcher.from_index_dir(shop / "blind").manifest
+
+
+def test_colour_weight_moves_the_ranking_towards_the_query_colour(shop: Path) -> None:
+    searcher = Searcher.from_index_dir(shop / "index")
+    query = Image.open(shop / "bags-red-0.png")
+    plain = searcher.search([query], k=8)[0]
+    zero = searcher.search([query], k=8, colour_weight=0.0)[0]
+    assert [h.item_id for h in zero.hits] == [h.item_id for h in plain.hits]  # 0 = today's ranking exactly
+    assert [h.score for h in zero.hits] == [h.score for h in plain.hits]
+    strong = searcher.search([query], k=8, colour_weight=10.0)[0]
+    assert _colours(strong)[:8].count("red") == 8
+    assert _colours(plain)[:8].count("red") < 8  # without the weight, blue items with a similar band come in
+    blue = searcher.search([Image.open(shop / "shoes-blue-2.png")], k=4, colour_weight=10.0)[0]
+    assert _colours(blue) == ["blue"] * 4
+
+
+def test_an_index_without_a_colour_part_refuses_a_weight_clearly(shop: Path) -> None:
+    searcher = Searcher.from_index_dir(shop / "blind")
+    query = Image.open(shop / "bags-red-0.png")
+    assert searcher.search([query], k=3, colour_weight=0.0)  # 0 is always fine
+    with pytest.raises(NoColourPartError, match=r"no colour part.*colour_weight must be 0"):
+        searcher.search([query], k=3, colour_weight=0.5)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        Searcher.from_index_dir(shop / "index").search([query], k=3, colour_weight=-1)
+
+
+def test_this_in_colour_c_returns_that_colour_and_lists_known_ones(shop: Path) -> None:
+    searcher = Searcher.from_index_dir(shop / "blind")  # the colour column alone is enough
+    result = searcher.search([Image.open(shop / "bags-red-1.png")], k=4, colour="blue")[0]
+    assert _colours(result) == ["blue"] * 4
+    with pytest.raises(UnknownColourError, match="known colours: Blue, Red"):
+        searcher.search([Image.open(shop / "bags-red-1.png")], k=4, colour="mauve")
+
+
+def test_words_alone_and_with_a_photo(shop: Path) -> None:
+    searcher = Searcher.from_index_dir(shop / "index")
+    words = searcher.search_text("red bags", k=4)
+    assert {h.item_id for h in words.hits} == {f"bags-red-{b}" for b in range(4)}  # stemmed: bags -> bag
+    hybrid = searcher.search(
+        [Image.open(shop / "shoes-blue-0.png")], k=3, q="running shoes", text_weight=1.0
+    )[0]
+    assert all(h.label == "shoes" for h in hybrid.hits)
+    assert np.all(np.diff([h.score for h in hybrid.hits]) <= 0)
+    filtered = searcher.search_text("shoes", k=8, filters={"baseColour": "Red"})
+    assert {h.item_id for h in filtered.hits} == {f"shoes-red-{b}" for b in range(4)}
+    for bad in ('"', "*", "x" * 10_000):  # nothing to search or too long: refused, never an SQLite error
+        with pytest.raises(TextQueryError):
+            searcher.search_text(bad, k=3)
+    assert searcher.search_text("AND bags", k=2).hits  # FTS5 keywords are plain words
+    assert searcher.search_text("NEAR( tote", k=2).hits
+    with pytest.raises(TextQueryError):
+        searcher.search([Image.open(shop / "shoes-blue-0.png")], k=3, q="***")
