@@ -95,3 +95,27 @@ def test_attribute_the_catalogue_lacks_is_a_clear_error(demo_root: Path, tmp_pat
     cfg = compose_train([*tiny_overrides(demo_root), "model.attributes=[source]"], tmp_path / "run2")
     with pytest.raises(ValueError, match="'source' has 1 distinct value"):
         train(cfg)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_heads_leave_the_search_features_untouched(detach: bool) -> None:
+    """The backbone's gradient of a training step with attribute targets equals the one with every target
+    unknown (no attribute loss) exactly when the heads are detached."""
+    from imgsearch.models.classifier import ImageClassifier
+
+    torch.manual_seed(0)
+    model = ImageClassifier(
+        "efficientnet_lite0", 2, input_size=32, attributes=["colour"], dropout=0.0,
+        attribute_classes={"colour": ["blue", "red", "white"]}, attribute_detach=detach,
+    )  # fmt: skip
+    model.eval()  # BatchNorm in eval mode: the two steps see the same statistics
+    images, targets = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])
+
+    def backbone_grad(colours: list[int]) -> torch.Tensor:
+        model.zero_grad()
+        batch = (images, targets, torch.arange(4), targets, torch.tensor([[c] for c in colours]))
+        model.training_step(batch, 0).backward()
+        return torch.cat([p.grad.flatten() for p in model.backbone.parameters() if p.grad is not None])
+
+    with_attrs, without = backbone_grad([0, 1, 2, 1]), backbone_grad([-1, -1, -1, -1])
+    assert torch.allclose(with_attrs, without) is detach
