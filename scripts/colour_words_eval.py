@@ -8,7 +8,8 @@ photos plus the other held-out split (as ``imgsearch-eval`` does for test: train
 counts as its own match. Rows:
 
 * MAP@R, same articleType, at each colour weight (``features . features + w * colour . colour``);
-* MAP@R, same articleType AND baseColour, at each weight;
+* MAP@R, same articleType AND baseColour, at each weight; both again within the predicted category first
+  (classify-then-search, ``restrict_to_predicted``);
 * per-attribute accuracy of the heads (baseColour, gender, usage, season) and of the category;
 * "this photo, in colour c": for each query and each colour c that the gallery has >= 10 items of the
   query's articleType in, P@10 of (that type AND c) for: the vector + the catalogue's colour filter; the
@@ -37,6 +38,7 @@ from imgsearch.retrieval.metrics import map_at_r
 from imgsearch.retrieval.text import create_text_index, text_search
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+RESTRICTED_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 MIN_CONFIDENCE = 0.5
 
 
@@ -78,8 +80,18 @@ def colour_rows(cat: pd.DataFrame, data: dict, classes: dict, split: str) -> dic
         sim = fs + w * cs
         out["weights"][str(w)] = {
             "type_map_at_r": _map_at_r(sim, same_type),
-            "type_and_colour_map_at_r": _map_at_r(sim, same_both & (same_both.sum(1, keepdims=True) > 0)),
+            "type_and_colour_map_at_r": _map_at_r(sim, same_both),
         }
+    # classify-then-search (restrict_to_predicted): the predicted category's items first, then the same score
+    pred = np.array(classes["label"], dtype=object)[data["probs"][q].argmax(1)]
+    first = 100.0 * (pred[:, None] == types[g][None, :])  # above any features + w * colour score (w <= 8)
+    out["restricted_weights"] = {
+        str(w): {
+            "type_map_at_r": _map_at_r(first + fs + w * cs, same_type),
+            "type_and_colour_map_at_r": _map_at_r(first + fs + w * cs, same_both),
+        }
+        for w in RESTRICTED_WEIGHTS
+    }
     # the neighbour vote of the "today" row, for reference
     top10 = np.argsort(-fs, axis=1)[:, :10]
     votes = [pd.Series(colours[g][row]).mode().iloc[0] for row in top10]
