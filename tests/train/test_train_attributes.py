@@ -52,12 +52,15 @@ def test_attribute_heads_train_a_step_through_hydra(demo_root: Path, tmp_path: P
 
 
 def test_attribute_loss_changes_the_training(demo_root: Path, tmp_path: Path) -> None:
-    """Same seed and data: the heads' loss is summed into the step's loss, so the weights differ."""
+    """Same seed and data, shared heads: their loss is summed into the step's loss, so the weights differ."""
     base = [o for o in _over(demo_root) if not o.startswith("model.attributes")]
     weights = {}
     for name, extra in [
         ("plain", []),
-        ("attrs", ["model.attributes=[gender,view]", "model.attribute_weight=5"]),
+        (
+            "attrs",
+            ["model.attributes=[gender,view]", "model.attribute_weight=5", "model.attribute_detach=false"],
+        ),
     ]:
         GlobalHydra.instance().clear()
         record = train(compose_train([*base, *extra, "test=false"], tmp_path / name))

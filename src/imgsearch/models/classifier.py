@@ -110,8 +110,9 @@ class ImageClassifier(L.LightningModule):
     each one's class names (filled in by ``imgsearch-train`` from the catalogue). Their cross-entropies
     (rows with an unknown value left out) are summed and added at ``attribute_weight``; a prediction whose
     top probability is under ``min_confidence`` is reported as low-confidence (see
-    :mod:`imgsearch.models.attributes`). ``attribute_detach``: the heads read the pooled features without
-    back-propagating into them (the search vector is then the category-only one).
+    :mod:`imgsearch.models.attributes`). ``attribute_detach`` (default): the heads read the pooled features
+    without back-propagating into them, so the search vector is the category-only one; ``False`` shares them
+    (better tags, a worse search vector: docs/results.md).
     """
 
     def __init__(
@@ -146,7 +147,7 @@ class ImageClassifier(L.LightningModule):
         attribute_classes: dict[str, list[str]] | None = None,
         attribute_weight: float = 1.0,
         min_confidence: float = 0.5,
-        attribute_detach: bool = False,
+        attribute_detach: bool = True,
     ) -> None:
         super().__init__()
         num_classes = int(num_classes)
