@@ -8,13 +8,15 @@ photos plus the other held-out split (as ``imgsearch-eval`` does for test: train
 counts as its own match. Rows:
 
 * MAP@R, same articleType, at each colour weight (``features . features + w * colour . colour``);
-* MAP@R, same articleType AND baseColour, at each weight;
+* MAP@R, same articleType AND baseColour, at each weight; both again within the predicted category first
+  (classify-then-search, ``restrict_to_predicted``);
 * per-attribute accuracy of the heads (baseColour, gender, usage, season) and of the category;
 * "this photo, in colour c": for each query and each colour c that the gallery has >= 10 items of the
   query's articleType in, P@10 of (that type AND c) for: the vector + the catalogue's colour filter; the
   vector within the predicted category + the colour filter; the same + colour weight on the one-hot c;
 * words: one query "<colour> <articleType>" per pair with >= 5 items over the whole catalogue (every split);
-  MAP@R over titles only, and over titles + the model's predicted tags (no attribute column given).
+  MAP@R over titles only, and over titles + the model's predicted tags at confidence >= 0.5 (no attribute
+  column given): all heads (category, baseColour, gender, usage, season), or the category and colour only.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from imgsearch.retrieval.metrics import map_at_r
 from imgsearch.retrieval.text import create_text_index, text_search
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+RESTRICTED_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+MIN_CONFIDENCE = 0.5
 
 
 def _embed(run: Path, ckpt: Path, cache: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict]:
@@ -76,8 +80,18 @@ def colour_rows(cat: pd.DataFrame, data: dict, classes: dict, split: str) -> dic
         sim = fs + w * cs
         out["weights"][str(w)] = {
             "type_map_at_r": _map_at_r(sim, same_type),
-            "type_and_colour_map_at_r": _map_at_r(sim, same_both & (same_both.sum(1, keepdims=True) > 0)),
+            "type_and_colour_map_at_r": _map_at_r(sim, same_both),
         }
+    # classify-then-search (restrict_to_predicted): the predicted category's items first, then the same score
+    pred = np.array(classes["label"], dtype=object)[data["probs"][q].argmax(1)]
+    first = 100.0 * (pred[:, None] == types[g][None, :])  # above any features + w * colour score (w <= 8)
+    out["restricted_weights"] = {
+        str(w): {
+            "type_map_at_r": _map_at_r(first + fs + w * cs, same_type),
+            "type_and_colour_map_at_r": _map_at_r(first + fs + w * cs, same_both),
+        }
+        for w in RESTRICTED_WEIGHTS
+    }
     # the neighbour vote of the issue's "today" row, for reference
     top10 = np.argsort(-fs, axis=1)[:, :10]
     votes = [pd.Series(colours[g][row]).mode().iloc[0] for row in top10]
@@ -101,7 +115,14 @@ def in_colour_rows(types, colours, data, classes, q, g, fs, c) -> dict:
     predicted_type = np.array(classes["label"], dtype=object)[data["probs"][q].argmax(1)]
     gallery_types, gallery_colours = types[g], colours[g]
     counts = pd.crosstab(gallery_types, gallery_colours)
-    results: dict[str, list[float]] = {"vector_plus_colour_filter": [], "category_plus_colour_filter": []}
+    results: dict[str, list[float]] = {
+        "vector_plus_colour_filter": [],
+        "category_plus_colour_filter": [],
+        "category_plus_predicted_colour_filter": [],
+    }
+    predicted_colour = np.array(colour_classes, dtype=object)[
+        data[ATTRIBUTE_KIND_PREFIX + "baseColour"][g].argmax(1)
+    ]
     weighted = {w: [] for w in WEIGHTS[1:]}
     for i in range(len(q)):
         t = types[q[i]]
@@ -115,7 +136,9 @@ def in_colour_rows(types, colours, data, classes, q, g, fs, c) -> dict:
             for name, allowed in (
                 ("vector_plus_colour_filter", in_c),
                 ("category_plus_colour_filter", in_c & (gallery_types == predicted_type[i])),
-            ):
+                ("category_plus_predicted_colour_filter",
+                 (predicted_colour == colour) & (gallery_types == predicted_type[i])),
+            ):  # fmt: skip
                 s = np.where(allowed, fs[i], -np.inf)
                 top = np.argsort(-s, kind="stable")[:10]
                 top = top[np.isfinite(s[top])]
@@ -137,14 +160,19 @@ def words_rows(cat: pd.DataFrame, data: dict, classes: dict) -> dict:
     """MAP@R of "<colour> <type>" queries over titles, and over titles + predicted tags."""
     pairs = cat.groupby(["baseColour", "label"]).size()
     pairs = pairs[(pairs >= 5) & (pairs.index.get_level_values(0) != "")]
-    predicted = {
-        name: np.array(values, dtype=object)[
-            (data["probs"] if name == "label" else data[ATTRIBUTE_KIND_PREFIX + name]).argmax(1)
-        ]
-        for name, values in classes.items()
-    }
-    out = {"queries": len(pairs)}
-    for setting, columns in (("titles", {}), ("titles_plus_predicted_tags", predicted)):
+    predicted = {}
+    for name, values in classes.items():
+        probs = data["probs"] if name == "label" else data[ATTRIBUTE_KIND_PREFIX + name]
+        tag = np.array(values, dtype=object)[probs.argmax(1)]
+        # as imgsearch-index fills a cell: only predictions at the model's min_confidence (0.5) or above
+        predicted[name] = np.where(probs.max(1) >= MIN_CONFIDENCE, tag, "")
+    out = {"queries": len(pairs), "min_confidence": MIN_CONFIDENCE}
+    settings = (
+        ("titles", {}),
+        ("titles_plus_all_predicted_tags", predicted),
+        ("titles_plus_predicted_category_and_colour", {k: predicted[k] for k in ("label", "baseColour")}),
+    )
+    for setting, columns in settings:
         conn = sqlite3.connect(":memory:", isolation_level=None)
         names = ["title", *columns]
         conn.execute(
@@ -164,7 +192,9 @@ def words_rows(cat: pd.DataFrame, data: dict, classes: dict) -> dict:
             if rel.shape[1] < int(r):
                 rel = np.pad(rel, ((0, 0), (0, int(r) - rel.shape[1])))
             scores.append(float(map_at_r(rel, np.array([int(r)]))[0]))
-            p10.append(float(np.mean([int(i) in relevant for i in ids[:10]] + [False] * (10 - len(ids[:10])))))
+            p10.append(
+                float(np.mean([int(i) in relevant for i in ids[:10]] + [False] * (10 - len(ids[:10]))))
+            )
         out[setting] = {"map_at_r": float(np.mean(scores)), "p_at_10": float(np.mean(p10))}
     return out
 

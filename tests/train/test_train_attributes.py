@@ -52,12 +52,15 @@ def test_attribute_heads_train_a_step_through_hydra(demo_root: Path, tmp_path: P
 
 
 def test_attribute_loss_changes_the_training(demo_root: Path, tmp_path: Path) -> None:
-    """Same seed and data: the heads' loss is summed into the step's loss, so the weights differ."""
+    """Same seed and data, shared heads: their loss is summed into the step's loss, so the weights differ."""
     base = [o for o in _over(demo_root) if not o.startswith("model.attributes")]
     weights = {}
     for name, extra in [
         ("plain", []),
-        ("attrs", ["model.attributes=[gender,view]", "model.attribute_weight=5"]),
+        (
+            "attrs",
+            ["model.attributes=[gender,view]", "model.attribute_weight=5", "model.attribute_detach=false"],
+        ),
     ]:
         GlobalHydra.instance().clear()
         record = train(compose_train([*base, *extra, "test=false"], tmp_path / name))
@@ -95,3 +98,27 @@ def test_attribute_the_catalogue_lacks_is_a_clear_error(demo_root: Path, tmp_pat
     cfg = compose_train([*tiny_overrides(demo_root), "model.attributes=[source]"], tmp_path / "run2")
     with pytest.raises(ValueError, match="'source' has 1 distinct value"):
         train(cfg)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_heads_leave_the_search_features_untouched(detach: bool) -> None:
+    """The backbone's gradient of a training step with attribute targets equals the one with every target
+    unknown (no attribute loss) exactly when the heads are detached."""
+    from imgsearch.models.classifier import ImageClassifier
+
+    torch.manual_seed(0)
+    model = ImageClassifier(
+        "efficientnet_lite0", 2, input_size=32, attributes=["colour"], dropout=0.0,
+        attribute_classes={"colour": ["blue", "red", "white"]}, attribute_detach=detach,
+    )  # fmt: skip
+    model.eval()  # BatchNorm in eval mode: the two steps see the same statistics
+    images, targets = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])
+
+    def backbone_grad(colours: list[int]) -> torch.Tensor:
+        model.zero_grad()
+        batch = (images, targets, torch.arange(4), targets, torch.tensor([[c] for c in colours]))
+        model.training_step(batch, 0).backward()
+        return torch.cat([p.grad.flatten() for p in model.backbone.parameters() if p.grad is not None])
+
+    with_attrs, without = backbone_grad([0, 1, 2, 1]), backbone_grad([-1, -1, -1, -1])
+    assert torch.allclose(with_attrs, without) is detach

@@ -110,7 +110,9 @@ class ImageClassifier(L.LightningModule):
     each one's class names (filled in by ``imgsearch-train`` from the catalogue). Their cross-entropies
     (rows with an unknown value left out) are summed and added at ``attribute_weight``; a prediction whose
     top probability is under ``min_confidence`` is reported as low-confidence (see
-    :mod:`imgsearch.models.attributes`).
+    :mod:`imgsearch.models.attributes`). ``attribute_detach`` (default): the heads read the pooled features
+    without back-propagating into them, so the search vector is the category-only one; ``False`` shares them
+    (better tags, a worse search vector: docs/results.md).
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class ImageClassifier(L.LightningModule):
         attribute_classes: dict[str, list[str]] | None = None,
         attribute_weight: float = 1.0,
         min_confidence: float = 0.5,
+        attribute_detach: bool = True,
     ) -> None:
         super().__init__()
         num_classes = int(num_classes)
@@ -335,7 +338,10 @@ class ImageClassifier(L.LightningModule):
             self.log("train/ce_loss", loss, on_step=True, on_epoch=True, batch_size=len(images))
             loss = float(self.hparams["ce_weight"]) * loss + float(self.hparams["metric_weight"]) * metric
         if self.attribute_heads and len(batch) == 5:
-            attr_loss = self._attribute_loss(pooled, batch[4], stage, len(images))
+            # detached: the heads learn on the features without changing them, so the search vector stays
+            # what the category alone trains (docs/results.md measures the cost of sharing them)
+            attr_in = pooled.detach() if self.hparams.get("attribute_detach") else pooled
+            attr_loss = self._attribute_loss(attr_in, batch[4], stage, len(images))
             loss = loss + float(self.hparams.get("attribute_weight", 1.0)) * attr_loss
         metrics.update(logits.detach(), targets)
         on_step = stage == "train"
