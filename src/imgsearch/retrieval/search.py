@@ -224,6 +224,7 @@ class Searcher:
         search_params: str | None = None,
         runtime: str = "torch",
         live: bool | None = None,
+        mmap: bool = False,
     ) -> Searcher:
         """Load an index directory and its model.
 
@@ -243,6 +244,8 @@ class Searcher:
                 :func:`imgsearch.models.export.select_runtime`.
             live: open the live catalogue (:mod:`imgsearch.retrieval.live`; ``True`` makes a built index
                 live, ready for :meth:`add_items` / :meth:`remove_items`); default: live if it already is.
+            mmap: memory-map a built index's codes (serve workers share them; a live catalogue reads its
+                own copy), see :mod:`imgsearch.retrieval.mmap_index`.
 
         Raises:
             FileNotFoundError: index files or the checkpoint are missing.
@@ -250,7 +253,7 @@ class Searcher:
         """
         searcher = cls._from_index_dir(
             index_dir, device=device, checkpoint=checkpoint, allow_other_checkpoint=allow_other_checkpoint,
-            image_root=image_root, search_params=search_params, runtime=runtime, live=live,
+            image_root=image_root, search_params=search_params, runtime=runtime, live=live, mmap=mmap,
         )  # fmt: skip
         searcher.index_dir, searcher._image_root = str(index_dir), image_root
         searcher.colour_parts = load_colour_part(index_dir, searcher.manifest)
@@ -268,6 +271,7 @@ class Searcher:
         search_params: str | None,
         runtime: str,
         live: bool | None,
+        mmap: bool = False,
     ) -> Searcher:
         from imgsearch.models.checkpoint import checkpoint_sha256, load_classifier
 
@@ -276,7 +280,7 @@ class Searcher:
             index, items, manifest = live_index.index, live_index.items, live_index.manifest
         else:
             live_index = None
-            index, items, manifest = load_index_dir(index_dir, image_root=image_root)
+            index, items, manifest = load_index_dir(index_dir, image_root=image_root, mmap=mmap)
         recorded = manifest.get("checkpoint") or {}
         module = None
         source = checkpoint
