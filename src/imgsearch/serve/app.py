@@ -572,7 +572,15 @@ def build_app(cfg: Mapping[str, Any]) -> FastAPI:
         min_confidence=float(cfg.get("min_confidence") or 0.0),
         reloader=reloader,
     )
-    log.info("serving %d items from %s (pid %d)", len(searcher.items), index_dir, os.getpid())
+    pid = str(os.getpid())
+
+    @app.middleware("http")
+    async def _worker_header(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["X-Imgsearch-Worker"] = pid  # which of workers=N answered (operators, tests)
+        return response
+
+    log.info("serving %d items from %s (pid %s)", len(searcher.items), index_dir, pid)
     return app
 
 
