@@ -7,7 +7,7 @@ client waits for its answer before sending the next).
 
     python benchmarks/serve_client.py --port 8000 --clients 16 --requests 400 --k 12 photo1.jpg ...
 
-Prints one JSON line: ``{"rps", "p50", "p95" (ms), "errors", "statuses"}``.
+Prints one JSON line: ``{"rps", "p50", "p95" (ms), "errors", "statuses", "cpu_share"}``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ async def load(host: str, port: int, requests: list[bytes], clients: int, n: int
         finally:
             writer.close()
 
+    cpu = time.process_time()
     t = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     wall = time.perf_counter() - t
@@ -80,6 +81,7 @@ async def load(host: str, port: int, requests: list[bytes], clients: int, n: int
         "p95": q[18] * 1000,
         "errors": sum(c for s, c in statuses.items() if s != 200),
         "statuses": {str(s): c for s, c in sorted(statuses.items())},
+        "cpu_share": (time.process_time() - cpu) / wall,  # cores the client itself kept busy
     }
 
 

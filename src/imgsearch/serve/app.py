@@ -508,7 +508,8 @@ def serve(cfg: Any) -> None:
         run_workers(plain, workers)
         return
     app = build_app(plain)
-    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="info")
+    # access_log off: imgsearch.serve.access already logs each request, with its latency (one line, not two)
+    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="info", access_log=False)
 
 
 def load_searcher(cfg: Mapping[str, Any]) -> Any:

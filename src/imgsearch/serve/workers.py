@@ -67,7 +67,7 @@ def _worker(cfg: dict[str, Any], sock: socket.socket) -> None:
 
     gc.unfreeze()  # the worker's own objects are collected as usual; the frozen ones stay where they are
     app = build_app(cfg)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=False))  # ours logs each request
     server.run(sockets=[sock])
 
 
