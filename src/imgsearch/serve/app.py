@@ -535,10 +535,11 @@ def load_searcher(cfg: Mapping[str, Any]) -> Any:
     return searcher
 
 
-def build_app(cfg: Mapping[str, Any]) -> FastAPI:
-    """Load the searcher of a resolved serve config and build its app (one per worker process)."""
+def build_app(cfg: Mapping[str, Any], searcher: Any | None = None) -> FastAPI:
+    """The app of a resolved serve config (one per worker process), over ``searcher`` when one is given
+    (loaded before the workers forked, :mod:`imgsearch.serve.workers`), else over a searcher it loads."""
     index_dir = Path(str(cfg["index_dir"]))
-    searcher = load_searcher(cfg)
+    searcher = searcher if searcher is not None else load_searcher(cfg)
     reloader = None
     reload_cfg = cfg.get("reload") or {}
     if reload_cfg.get("enabled", False):

@@ -144,6 +144,8 @@ class MicroBatcher:
     def _search(self, batch: list[tuple[Any, int, tuple, asyncio.Future]]) -> list[Any]:
         """One forward pass for the whole batch, then one index search per set of options."""
         images = [b[0] for b in batch]
+        # one searcher for the whole batch, even if a hot reload swaps it meanwhile (serve/reload.py)
+        searcher = getattr(self.searcher, "current_searcher", lambda: self.searcher)()
         groups: dict[tuple, list[int]] = {}
         for i, (_, _, options, _) in enumerate(batch):
             groups.setdefault(options, []).append(i)
@@ -151,12 +153,12 @@ class MicroBatcher:
         if len(groups) == 1:
             ((options, _),) = groups.items()
             k = max(b[1] for b in batch)
-            return self.searcher.search(images, k=k, restrict_to_predicted=restrict, **_thawed(options))
-        vectors, probs = self.searcher.embed(images)
+            return searcher.search(images, k=k, restrict_to_predicted=restrict, **_thawed(options))
+        vectors, probs = searcher.embed(images)
         results: list[Any] = [None] * len(batch)
         for options, rows in groups.items():
             k = max(batch[i][1] for i in rows)
-            found = self.searcher.search_vectors(
+            found = searcher.search_vectors(
                 vectors[rows], None if probs is None else probs[rows], k, restrict_to_predicted=restrict,
                 **_thawed(options),
             )  # fmt: skip

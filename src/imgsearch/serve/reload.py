@@ -120,6 +120,11 @@ class ReloadingSearcher:
     def __init__(self, reloader: Reloader) -> None:
         object.__setattr__(self, "_reloader", reloader)
 
+    def current_searcher(self) -> Any:
+        """The searcher now; a caller that makes several calls for one request (embed, then search the
+        vectors) takes it once, so a swap in between cannot mix two models."""
+        return self._reloader.current
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reloader.current, name)
 

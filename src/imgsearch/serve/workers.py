@@ -1,13 +1,15 @@
 """``workers=N`` serve processes behind one port.
 
 The supervisor (:func:`run_workers`) binds the socket once, imports the heavy libraries (torch, timm, FAISS,
-ONNX Runtime: about 450 MiB of each process's private memory), freezes the garbage collector's view of
-them, and only then forks the ``N`` workers, which accept on the shared socket (the kernel spreads
-connections between them). The imported code and data stay shared copy-on-write. Each worker then loads
-the model and the index itself (no thread pool or ONNX Runtime session crosses a fork); the index's codes
-are memory-mapped (``mmap: true``), so the page cache holds one copy for all workers
-(:mod:`imgsearch.retrieval.mmap_index`). Each worker reloads a replaced index on its own
-(:mod:`imgsearch.serve.reload`). A worker that dies is started again.
+ONNX Runtime: about 450 MiB of each process's private memory), and on a CPU loads the searcher with
+PyTorch on one thread (the item table, the model's weights, the memory-mapped index: no thread pool is
+started, nothing has run yet); it freezes the garbage collector's view of all that and only then forks the
+``N`` workers, which accept on the shared socket (the kernel spreads connections between them). What was
+loaded stays shared copy-on-write. Each worker then restores its thread count and opens its own ONNX
+Runtime session (no session or thread pool crosses a fork). The index's codes are memory-mapped
+(``mmap: true``), so the page cache holds one copy for all workers (:mod:`imgsearch.retrieval.mmap_index`).
+Each worker reloads a replaced index on its own (:mod:`imgsearch.serve.reload`), into memory of its own.
+A worker that dies is started again.
 
 :func:`app_from_env` serves the same app to an external process manager, e.g.
 ``uvicorn --factory imgsearch.serve.workers:app_from_env --workers 2`` with :data:`CONFIG_ENV` set (those
@@ -60,13 +62,48 @@ def preload() -> None:
     gc.freeze()
 
 
-def _worker(cfg: dict[str, Any], sock: socket.socket) -> None:
+def shared_searcher(cfg: Mapping[str, Any]) -> Any | None:
+    """The searcher the workers share (loaded with PyTorch on one thread, see the module docstring), or
+    ``None`` where each worker must load its own (a GPU: CUDA does not survive a fork)."""
+    import torch
+
+    from imgsearch.serve.app import load_searcher
+
+    if str(cfg.get("device", "cpu")) != "cpu":
+        return None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # no OpenMP pool in the supervisor: a forked child could not use its threads
+    try:
+        return load_searcher({**cfg, "runtime": "torch"})
+    finally:
+        os.environ["IMGSEARCH_WORKER_THREADS"] = str(threads)
+
+
+def attach_runtime(searcher: Any, cfg: Mapping[str, Any]) -> Any:
+    """Give a shared searcher the configured runtime (its ONNX Runtime session), in the worker."""
+    from imgsearch.models.export import select_runtime
+    from imgsearch.retrieval.embed import PIXELS
+    from imgsearch.retrieval.locations import resolve_checkpoint_path
+
+    runtime = str(cfg.get("runtime", "auto"))
+    if runtime == "torch" or searcher.module is None or searcher.kind == PIXELS:
+        return searcher
+    checkpoint = cfg.get("checkpoint")
+    if not checkpoint and (searcher.manifest.get("checkpoint") or {}).get("path"):
+        checkpoint = resolve_checkpoint_path(str(cfg["index_dir"]), searcher.manifest)
+    searcher.onnx = select_runtime(searcher.module, checkpoint, runtime, gpu=False)
+    return searcher
+
+
+def _worker(cfg: dict[str, Any], sock: socket.socket, shared: Any | None) -> None:
+    import torch
     import uvicorn
 
     from imgsearch.serve.app import build_app
 
     gc.unfreeze()  # the worker's own objects are collected as usual; the frozen ones stay where they are
-    app = build_app(cfg)
+    torch.set_num_threads(int(os.environ.get("IMGSEARCH_WORKER_THREADS") or torch.get_num_threads()))
+    app = build_app(cfg, attach_runtime(shared, cfg) if shared is not None else None)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=False))  # ours logs each request
     server.run(sockets=[sock])
 
@@ -83,11 +120,16 @@ def run_workers(cfg: Mapping[str, Any], workers: int) -> None:
     sock.listen(2048)
     sock.set_inheritable(True)
     preload()
+    shared = shared_searcher(cfg)
+    gc.collect()
+    gc.freeze()
     ctx = multiprocessing.get_context("fork")
     stopping = False
 
     def start() -> Any:
-        proc = ctx.Process(target=_worker, args=(cfg, sock), name="imgsearch-serve-worker", daemon=False)
+        proc = ctx.Process(
+            target=_worker, args=(cfg, sock, shared), name="imgsearch-serve-worker", daemon=False
+        )
         proc.start()
         return proc
 
