@@ -1,8 +1,12 @@
-"""The web service under load: latency of one client and of 16 concurrent ones, with and without a filter.
+"""The web service under load: latency of one client and of 16 concurrent ones, with and without a filter;
+the bare batched forward rate of the same runtime in the same run; what a second worker adds to memory.
 
-``imgsearch-serve`` runs in its own process on the demo index (``make demo`` builds it) so the load generator
-does not share its interpreter; each client thread posts catalogue photos to ``/search`` over HTTP and
-waits for the answer before sending the next one.
+``imgsearch-serve`` runs in its own process on the demo index (``make demo`` builds it). The load comes from
+``benchmarks/serve_client.py`` (asyncio sockets, prebuilt requests) in a process of its own, so the
+client's CPU, which shares the machine's cores with the server, stays small; one row repeats the 16 clients
+with ``httpx`` threads for comparison. Each client waits for its answer before sending the next request.
+``compare_src`` (``--set compare_src=/path/to/old/src``) serves the same load from another source tree too,
+in the same run: before/after figures under the same machine load.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ NAME = "serve"
 DEMO_INDEX = REPO_ROOT / "outputs" / "demo" / "index"
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "smoke": {"clients": [1, 4], "requests": 20, "k": 12},
-    "default": {"clients": [1, 16], "requests": 400, "k": 12},
-    "full": {"clients": [1, 4, 16], "requests": 800, "k": 12},
+    "smoke": {"clients": [1, 4], "requests": 20, "k": 12, "memory_items": 0, "compare_src": ""},
+    "default": {"clients": [1, 16], "requests": 400, "k": 12, "memory_items": 100_000, "compare_src": ""},
+    "full": {"clients": [1, 4, 16], "requests": 800, "k": 12, "memory_items": 100_000, "compare_src": ""},
 }
 
 
@@ -77,6 +81,7 @@ def _load(base: str, photos: list[bytes], clients: int, n: int, params: dict[str
                     errors[0] += r.status_code != 200
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    cpu = time.process_time()  # this process is only the client while it runs
     t = time.perf_counter()
     for th in threads:
         th.start()
@@ -85,70 +90,180 @@ def _load(base: str, photos: list[bytes], clients: int, n: int, params: dict[str
     wall = time.perf_counter() - t
     q = statistics.quantiles(latencies, n=20)
     return {"rps": len(latencies) / wall, "p50": statistics.median(latencies) * 1000, "p95": q[18] * 1000,
-            "errors": errors[0]}  # fmt: skip
+            "errors": errors[0], "cpu_share": (time.process_time() - cpu) / wall}  # fmt: skip
 
 
-def run(clients, requests, k, full: bool = False) -> dict[str, Any]:
-    title = "Search service under concurrent clients (demo index)"
-    if not (DEMO_INDEX / "manifest.json").is_file():
-        why = f"no demo index at {DEMO_INDEX}: `make demo`"
-        return section(NAME, title, command_for(NAME, full), skipped=why)
-    from imgsearch.retrieval.index import load_index_dir
+def _lean_load(port: int, photo_paths: list[str], clients: int, n: int, params: dict[str, Any]) -> dict:
+    import json
 
-    _, items, _ = load_index_dir(DEMO_INDEX)  # image paths resolved against the recorded image root
-    photos = [Path(p).read_bytes() for p in items["image_path"].astype(str)[:32] if Path(p).is_file()]
-    if not photos:
-        raise RuntimeError(
-            f"none of the demo index's photos could be read (first: {items['image_path'].iloc[0]})"
-        )
-    brand = str(items["brand"].mode().iloc[0])
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
-    proc = subprocess.Popen(
+    cmd = [sys.executable, str(Path(__file__).with_name("serve_client.py")), "--port", str(port),
+           "--clients", str(clients), "--requests", str(n),
+           *[f"--param={k}={v}" for k, v in params.items()], *photo_paths]  # fmt: skip
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=1800)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bare_forward(images: list[Any], batch: int = 16, repeats: int = 5) -> dict[str, Any]:
+    """img/s of the served runtime alone at ``batch`` (preprocessed tensors), and of ``Searcher.search``
+    (preprocessing + forward + FAISS + hits), on the demo index, with no server running."""
+    from imgsearch.retrieval.search import Searcher
+
+    try:
+        from benchmarks._common import median_time
+    except ImportError:
+        from _common import median_time
+
+    s = Searcher.from_index_dir(DEMO_INDEX, runtime="auto")
+    ims = (images * batch)[:batch]
+    x = s._batch(ims, s.transform)
+    runtime = "onnx" if s.onnx is not None else "torch"
+    fwd = (lambda: s.onnx(x)) if s.onnx is not None else (lambda: s.module.predict_step(x))
+    t_fwd = median_time(fwd, repeats=repeats, warmup=2)
+    t_search = median_time(lambda: s.search(ims, k=13), repeats=repeats, warmup=1)
+    return {"runtime": runtime, "forward": batch / t_fwd, "search": batch / t_search}
+
+
+def _serve(src: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    return subprocess.Popen(
         [sys.executable, "-c", "from imgsearch.serve.app import main; main()", f"index_dir={DEMO_INDEX}",
          f"port={port}", "hydra.run.dir=/tmp/imgsearch-bench-serve", "hydra.output_subdir=null"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    rows, goals = [], []
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
     try:
-        _wait_ready(base, proc)
-        _load(base, photos, 1, 10, {"k": k})  # warm-up: the first forward passes are slow
-        single = None
-        for filtered in (False, True):
-            params = {"k": k, **({"filter": f"brand={brand}"} if filtered else {})}
-            for c in clients:
-                m = _load(base, photos, c, requests if c > 1 else max(50, requests // 8), params)
-                if c == 1 and not filtered:
-                    single = m
-                rows.append([c, f"brand={brand}" if filtered else "none", round(m["rps"], 1), round(m["p50"]),
-                             round(m["p95"]), m["errors"]])  # fmt: skip
-                log(f"{NAME}: {c} clients filter={filtered}: {m['rps']:.1f} req/s p50 {m['p50']:.0f} ms "
-                    f"p95 {m['p95']:.0f} ms errors {m['errors']}")  # fmt: skip
-        top = max(clients)
-        busy = next(r for r in rows if r[0] == top and r[1] == "none")
-        ratio = busy[4] / single["p50"]
-        goals.append(goal(f"p95 at {top} clients <= 3x the single-client p50", f"{ratio:.2f}x", ratio <= 3))
-    finally:
-        proc.terminate()
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run(clients, requests, k, memory_items=0, compare_src="", full: bool = False) -> dict[str, Any]:
+    title = "Search service under concurrent clients (demo index)"
+    if not (DEMO_INDEX / "manifest.json").is_file():
+        why = f"no demo index at {DEMO_INDEX}: `make demo`"
+        return section(NAME, title, command_for(NAME, full), skipped=why)
+    from PIL import Image
+
+    from imgsearch.retrieval.index import load_index_dir
+
+    _, items, _ = load_index_dir(DEMO_INDEX)  # image paths resolved against the recorded image root
+    paths = [p for p in items["image_path"].astype(str)[:32] if Path(p).is_file()]
+    if not paths:
+        raise RuntimeError(
+            f"none of the demo index's photos could be read (first: {items['image_path'].iloc[0]})"
+        )
+    photos = [Path(p).read_bytes() for p in paths]
+    brand = str(items["brand"].mode().iloc[0])
+    bare = bare_forward([Image.open(p).convert("RGB") for p in paths[:16]])
+    log(f"{NAME}: bare {bare['runtime']} forward {bare['forward']:.1f} img/s at batch 16, "
+        f"Searcher.search {bare['search']:.1f} img/s")  # fmt: skip
+    trees = [("this tree", REPO_ROOT / "src")] + ([("before", Path(compare_src))] if compare_src else [])
+    rows, goals, ratios = [], [], {}
+    for tree, src in trees:
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = _serve(src, port)
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            _wait_ready(base, proc)
+            _lean_load(port, paths, 1, 10, {"k": k})  # warm-up: the first forward passes are slow
+            single = None
+            for filtered in (False, True):
+                params = {"k": k, **({"filter": f"brand={brand}"} if filtered else {})}
+                for c in clients:
+                    m = _lean_load(port, paths, c, requests if c > 1 else max(50, requests // 8), params)
+                    if c == 1 and not filtered:
+                        single = m
+                    rows.append([tree, "lean", c, f"brand={brand}" if filtered else "none",
+                                 round(m["rps"], 1), round(m["p50"]), round(m["p95"]), m["errors"],
+                                 f"{m['cpu_share']:.2f}"])  # fmt: skip
+                    log(f"{NAME} [{tree}]: {c} clients filter={filtered}: {m['rps']:.1f} req/s p50 "
+                        f"{m['p50']:.0f} ms p95 {m['p95']:.0f} ms errors {m['errors']}")  # fmt: skip
+            top = max(clients)
+            m = _load(base, photos, top, requests, {"k": k})
+            rows.append([tree, "httpx threads", top, "none", round(m["rps"], 1), round(m["p50"]),
+                         round(m["p95"]), m["errors"], f"{m['cpu_share']:.2f}"])  # fmt: skip
+            busy = next(r for r in rows if r[0] == tree and r[1] == "lean" and r[2] == top and r[3] == "none")
+            ratios[tree] = (busy[6] / single["p50"], busy[4] / bare["forward"], single["p50"])
+        finally:
+            _stop(proc)
+    top = max(clients)
+    p95_ratio, rate_ratio, _ = ratios["this tree"]
+    goals.append(
+        goal(f"p95 at {top} clients <= 3x the single-client p50", f"{p95_ratio:.2f}x", p95_ratio <= 3)
+    )
+    goals.append(goal(f"{top}-client throughput >= 0.8x the bare batched {bare['runtime']} forward "
+                      f"({bare['forward']:.0f} img/s at batch 16, same run)", f"{rate_ratio:.2f}x",
+                      rate_ratio >= 0.8))  # fmt: skip
+    if "before" in ratios:
+        b = ratios["before"]
+        now = ratios["this tree"][2]
+        goals.append(goal("single-client p50 no worse than before +10% (same run)",
+                          f"{now:.0f} ms vs {b[2]:.0f} ms", now <= 1.1 * b[2]))  # fmt: skip
+    tables = [
+        table(
+            f"POST /search?k={k}, demo photos, each client waits for its answer",
+            ["server", "client", "clients", "filter", "req/s", "p50 ms", "p95 ms", "errors", "client cores"],
+            rows,
+        ),
+        table(
+            "Ratios (same run)",
+            ["server", f"p95 at {top} / p50 at 1", f"req/s at {top} / bare forward img/s"],
+            [[t, f"{r[0]:.2f}x", f"{r[1]:.2f}x"] for t, r in ratios.items()],
+            note=f"bare {bare['runtime']} forward {bare['forward']:.1f} img/s at batch 16; Searcher.search "
+            f"(preprocessing, forward, FAISS, hits) {bare['search']:.1f} img/s",
+        ),
+    ]
+    if memory_items:
+        mem_table, mem_goal = _memory(memory_items, photos[0])
+        tables.append(mem_table)
+        goals.append(mem_goal)
     return section(
         NAME,
         title,
         command_for(NAME, full),
-        tables=[
-            table(
-                f"POST /search?k={k}, demo photos, each client waits for its answer",
-                ["clients", "filter", "req/s", "p50 ms", "p95 ms", "errors"],
-                rows,
-            )
-        ],
+        tables=tables,
         goals=goals,
         notes=[
-            f"{len(items)} items; the server's own defaults (runtime auto, micro-batching); "
-            "clients and server share the machine's cores, which was shared with other jobs"
+            f"{len(items)} items; the server's own defaults (runtime auto, micro-batching). The load-"
+            "generating clients share the machine's 2 cores with the server: 'client cores' is the client's "
+            "CPU time over the wall time; the machine was shared with other jobs"
         ],
+    )
+
+
+def _memory(n: int, photo: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        from benchmarks.serve_memory import build_synthetic_index, measure
+    except ImportError:
+        from serve_memory import build_synthetic_index, measure
+
+    index_dir = build_synthetic_index(DEMO_INDEX, Path("/tmp/imgsearch-bench-mem-index") / str(n), n)
+    runs = {}
+    for workers, mmap in ((1, True), (2, True), (1, False), (2, False)):
+        runs[(workers, mmap)] = m = measure(index_dir, _free_port(), workers, mmap, photo, REPO_ROOT / "src")
+        log(f"{NAME}: {n} items, workers={workers} mmap={mmap}: PSS {m['pss']:.0f} MiB over {m['procs']} "
+            f"processes, {m['answered_by']} answered")  # fmt: skip
+    rows = []
+    for mmap in (True, False):
+        one, two = runs[(1, mmap)]["pss"], runs[(2, mmap)]["pss"]
+        rows.append(
+            [str(mmap).lower(), round(one), round(two), round(two - one), f"{(two - one) / one:.2f}x"]
+        )
+    ratio = (runs[(2, True)]["pss"] - runs[(1, True)]["pss"]) / runs[(1, True)]["pss"]
+    codes = n * 1280 * 4 / 2**20
+    return (
+        table(
+            f"Memory of workers=N on a {n:,}-item index (1280-d Flat, {codes:.0f} MiB of codes; PSS of the "
+            "server's processes)",
+            ["mmap", "1 worker MiB", "2 workers MiB", "second worker adds MiB", "added / first"],
+            rows,
+        ),
+        goal(
+            f"a second worker adds < 0.25x the first's memory ({n:,} items, mmap)",
+            f"{ratio:.2f}x",
+            ratio < 0.25,
+        ),
     )

@@ -426,7 +426,10 @@ def save_index_dir(
 
 
 def load_index_dir(
-    directory: str | os.PathLike[str], *, image_root: str | os.PathLike[str] | None = None
+    directory: str | os.PathLike[str],
+    *,
+    image_root: str | os.PathLike[str] | None = None,
+    mmap: bool = False,
 ) -> tuple[faiss.Index, pd.DataFrame, dict[str, Any]]:
     """Read an index directory written by :func:`save_index_dir`; checks that its parts agree.
 
@@ -434,7 +437,8 @@ def load_index_dir(
     then dropped from the manifest returned (it is the one given to :func:`save_index_dir`). An index
     written before they were recorded loads with a warning. ``image_root`` overrides where the images are
     (see :func:`resolve_image_root`); the returned items hold absolute image paths, and the manifest's
-    ``catalogue.image_roots`` (what serve may stream from) follow the images when they moved.
+    ``catalogue.image_roots`` (what serve may stream from) follow the images when they moved. ``mmap``:
+    map the index's codes instead of reading them (read-only; :mod:`imgsearch.retrieval.mmap_index`).
 
     Raises:
         FileNotFoundError: the directory or one of its three files is missing.
@@ -463,7 +467,12 @@ def load_index_dir(
     else:
         log.warning("%s records no file hashes (an older index): its files cannot be verified", directory)
     try:
-        index = faiss.read_index(str(directory / INDEX_FILE))
+        if mmap:
+            from imgsearch.retrieval.mmap_index import read_index_mapped
+
+            index, _ = read_index_mapped(directory / INDEX_FILE)
+        else:
+            index = faiss.read_index(str(directory / INDEX_FILE))
     except RuntimeError as exc:  # FAISS reports truncated or foreign files as RuntimeError
         cause = next((ln for ln in str(exc).splitlines() if ln.strip()), "unreadable")
         raise IndexCompatibilityError(

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from imgsearch.data.images import ImageDecodeError, load_image, to_rgb
-from imgsearch.data.schema import optional_price, validate_catalogue
+from imgsearch.data.schema import validate_catalogue
 from imgsearch.data.transforms import PIXEL_SIZE, eval_transform, pixel_transform
 from imgsearch.retrieval.colour import (
     CANDIDATE_FACTOR,
@@ -36,6 +36,7 @@ from imgsearch.retrieval.colour import (
 )
 from imgsearch.retrieval.embed import PIXELS
 from imgsearch.retrieval.filters import ItemFilter
+from imgsearch.retrieval.hit_rows import HitRows
 from imgsearch.retrieval.hybrid import MemoryText, check_colour_weight, fuse_with_text, in_colour_filters
 from imgsearch.retrieval.index import (
     SUBSET_MAX,
@@ -200,6 +201,7 @@ class Searcher:
             self.index, self.items = self.live.index, self.live.items
         self._item_positions: pd.Index | None = None
         self._filter = ItemFilter(self.items)
+        self._hit_rows = HitRows(self.items)
         ids = self.items.index.to_numpy(dtype=np.int64)
         self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object), ids)
         self._max_views = int(self.items.groupby("product_id").size().max()) if len(self.items) else 1
@@ -222,6 +224,7 @@ class Searcher:
         search_params: str | None = None,
         runtime: str = "torch",
         live: bool | None = None,
+        mmap: bool = False,
     ) -> Searcher:
         """Load an index directory and its model.
 
@@ -241,6 +244,8 @@ class Searcher:
                 :func:`imgsearch.models.export.select_runtime`.
             live: open the live catalogue (:mod:`imgsearch.retrieval.live`; ``True`` makes a built index
                 live, ready for :meth:`add_items` / :meth:`remove_items`); default: live if it already is.
+            mmap: memory-map a built index's codes (serve workers share them; a live catalogue reads its
+                own copy), see :mod:`imgsearch.retrieval.mmap_index`.
 
         Raises:
             FileNotFoundError: index files or the checkpoint are missing.
@@ -248,7 +253,7 @@ class Searcher:
         """
         searcher = cls._from_index_dir(
             index_dir, device=device, checkpoint=checkpoint, allow_other_checkpoint=allow_other_checkpoint,
-            image_root=image_root, search_params=search_params, runtime=runtime, live=live,
+            image_root=image_root, search_params=search_params, runtime=runtime, live=live, mmap=mmap,
         )  # fmt: skip
         searcher.index_dir, searcher._image_root = str(index_dir), image_root
         searcher.colour_parts = load_colour_part(index_dir, searcher.manifest)
@@ -266,6 +271,7 @@ class Searcher:
         search_params: str | None,
         runtime: str,
         live: bool | None,
+        mmap: bool = False,
     ) -> Searcher:
         from imgsearch.models.checkpoint import checkpoint_sha256, load_classifier
 
@@ -274,7 +280,7 @@ class Searcher:
             index, items, manifest = live_index.index, live_index.items, live_index.manifest
         else:
             live_index = None
-            index, items, manifest = load_index_dir(index_dir, image_root=image_root)
+            index, items, manifest = load_index_dir(index_dir, image_root=image_root, mmap=mmap)
         recorded = manifest.get("checkpoint") or {}
         module = None
         source = checkpoint
@@ -351,27 +357,13 @@ class Searcher:
         return prepare_vectors(vectors.float().cpu().numpy(), normalize=self.normalize), out_probs
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
-        hits = []
-        for score, i in zip(scores, ids, strict=True):
-            if i < 0:
-                continue  # fewer items than k (or than k in the category)
-            row = self.items.loc[int(i)]
-            hits.append(
-                SearchHit(
-                    rank=len(hits) + 1,
-                    item_id=str(row["item_id"]),
-                    product_id=str(row["product_id"]),
-                    label=str(row["label"]),
-                    title=str(row["title"]),
-                    brand=str(row["brand"]),
-                    price=optional_price(row["price"]),
-                    image_path=str(row["image_path"]),
-                    score=float(score),
-                    currency=_text(row.get("currency", "")),
-                    url=_text(row.get("url", "")),
-                )
-            )
-        return hits
+        scores, ids = np.asarray(scores), np.asarray(ids)
+        keep = ids >= 0  # fewer items than k (or than k in the category)
+        rows = self._hit_rows.fields(ids[keep])  # column lookups, not a pandas row per hit (hit_rows.py)
+        return [
+            SearchHit(rank=rank, score=float(score), **row)
+            for rank, (score, row) in enumerate(zip(scores[keep], rows, strict=True), start=1)
+        ]
 
     def search(
         self,

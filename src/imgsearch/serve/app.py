@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import mimetypes
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -142,6 +143,7 @@ def create_app(
     batching: BatchConfig | None = None,
     write_token: str | None = None,
     min_confidence: float = 0.0,
+    reloader: Any | None = None,
 ) -> FastAPI:
     """The FastAPI app over an already loaded searcher.
 
@@ -163,6 +165,9 @@ def create_app(
             writes are off.
         min_confidence: a predicted category below this probability is answered ``confident: false``
             (the page says it is unsure instead of stating a wrong category).
+        reloader: a :class:`imgsearch.serve.reload.Reloader` (``searcher`` then its
+            :class:`~imgsearch.serve.reload.ReloadingSearcher`): each request first lets it check whether the
+            index directory was replaced; the reload runs in the background, requests never wait for it.
     """
     if not 1 <= top_k <= MAX_K:
         raise ValueError(f"top_k must be within 1..{MAX_K}, got {top_k}")
@@ -226,6 +231,13 @@ def create_app(
     if batcher is not None:
         batcher.on_batch = metrics.batch_size.observe
     app.state.batcher = batcher
+    app.state.reloader = reloader
+    if reloader is not None:
+
+        @app.middleware("http")
+        async def _reload_between_requests(request: Request, call_next):
+            reloader.maybe_reload()  # a few stat calls at most once per check interval
+            return await call_next(request)
 
     @app.exception_handler(UploadRejected)
     async def _upload_rejected(request: Request, exc: UploadRejected) -> JSONResponse:
@@ -471,9 +483,10 @@ def main() -> None:
 
 
 def serve(cfg: Any) -> None:
-    """Load the model and index once, then run uvicorn until interrupted."""
+    """Load the model and index (once in each of ``workers`` processes), then run uvicorn until stopped."""
     import uvicorn
     from hydra.utils import to_absolute_path
+    from omegaconf import OmegaConf
 
     index_dir = Path(to_absolute_path(str(cfg.index_dir)))
     if not (index_dir / "manifest.json").is_file():
@@ -481,30 +494,77 @@ def serve(cfg: Any) -> None:
             f"no index at {index_dir} (manifest.json missing); build one with imgsearch-index, "
             "or run `make demo` and serve outputs/demo/index"
         )
-    # torch, timm, faiss: imported only once there is an index to load
+    # resolved once here, where Hydra knows the launch directory: worker processes get plain values
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain["index_dir"] = str(index_dir)
+    checkpoint = cfg.get("checkpoint")
+    plain["checkpoint"] = to_absolute_path(str(checkpoint)) if checkpoint else None
+    workers = int(cfg.get("workers") or 1)
+    if workers < 1:
+        raise SystemExit(f"workers must be >= 1, got {workers}")
+    if workers > 1:
+        from imgsearch.serve.workers import run_workers
+
+        run_workers(plain, workers)
+        return
+    app = build_app(plain)
+    # access_log off: imgsearch.serve.access already logs each request, with its latency (one line, not two)
+    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="info", access_log=False)
+
+
+def load_searcher(cfg: Mapping[str, Any]) -> Any:
+    """The searcher of a serve config whose ``index_dir`` / ``checkpoint`` are absolute paths."""
     from imgsearch.models.checkpoint import CheckpointError
     from imgsearch.retrieval.search import Searcher
 
+    index_dir = Path(str(cfg["index_dir"]))
     checkpoint = cfg.get("checkpoint")
     try:
         searcher = Searcher.from_index_dir(
             index_dir,
-            device=str(cfg.device),
-            checkpoint=to_absolute_path(str(checkpoint)) if checkpoint else None,
+            device=str(cfg.get("device", "cpu")),
+            checkpoint=str(checkpoint) if checkpoint else None,
             allow_other_checkpoint=bool(cfg.get("allow_other_checkpoint", False)),
             runtime=str(cfg.get("runtime", "auto")),
+            mmap=bool(cfg.get("mmap", False)),
         )
     except (FileNotFoundError, ValueError, CheckpointError) as exc:  # IndexCompatibilityError is a ValueError
         raise SystemExit(f"cannot serve {index_dir}: {exc}") from exc
-    if cfg.restrict_to_predicted and getattr(searcher, "module", None) is None:
+    if cfg.get("restrict_to_predicted") and getattr(searcher, "module", None) is None:
         raise SystemExit(f"restrict_to_predicted=true needs a classifier, and the index {index_dir} has none")
+    return searcher
+
+
+def build_app(cfg: Mapping[str, Any], searcher: Any | None = None) -> FastAPI:
+    """The app of a resolved serve config (one per worker process), over ``searcher`` when one is given
+    (loaded before the workers forked, :mod:`imgsearch.serve.workers`), else over a searcher it loads."""
+    index_dir = Path(str(cfg["index_dir"]))
+    searcher = searcher if searcher is not None else load_searcher(cfg)
+    reloader = None
+    reload_cfg = cfg.get("reload") or {}
+    if reload_cfg.get("enabled", False):
+        from imgsearch.serve.reload import Reloader, ReloadingSearcher, index_version
+
+        def load_again() -> Any:
+            try:
+                return load_searcher(cfg)
+            except SystemExit as exc:  # not fatal once serving: the reloader keeps the old index
+                raise RuntimeError(str(exc)) from None
+
+        reloader = Reloader(
+            load_again,
+            lambda: index_version(index_dir),
+            searcher,
+            check_every_s=float(reload_cfg.get("check_every_s", 1.0)),
+        )
+        searcher = ReloadingSearcher(reloader)
     manifest = getattr(searcher, "manifest", None) or read_manifest(index_dir)
     model_name, facts = manifest_facts(manifest)
     app = create_app(
         searcher,
-        max_upload_bytes=int(float(cfg.max_upload_mb) * 1024 * 1024),
-        top_k=int(cfg.top_k),
-        restrict_to_predicted=bool(cfg.restrict_to_predicted),
+        max_upload_bytes=int(float(cfg.get("max_upload_mb", 10)) * 1024 * 1024),
+        top_k=int(cfg.get("top_k", 12)),
+        restrict_to_predicted=bool(cfg.get("restrict_to_predicted", False)),
         model_name=model_name,
         details=facts,
         decode_limits=DecodeLimits(**{k: int(v) for k, v in (cfg.get("decode") or {}).items()}),
@@ -512,9 +572,18 @@ def serve(cfg: Any) -> None:
         batching=_batch_config(cfg),
         write_token=str(cfg.get("write_token") or "") or None,
         min_confidence=float(cfg.get("min_confidence") or 0.0),
+        reloader=reloader,
     )
-    log.info("serving %d items from %s on http://%s:%s/", len(searcher.items), index_dir, cfg.host, cfg.port)
-    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="info")
+    pid = str(os.getpid())
+
+    @app.middleware("http")
+    async def _worker_header(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["X-Imgsearch-Worker"] = pid  # which of workers=N answered (operators, tests)
+        return response
+
+    log.info("serving %d items from %s (pid %s)", len(searcher.items), index_dir, pid)
+    return app
 
 
 def _batch_config(cfg: Any) -> BatchConfig | None:
@@ -522,10 +591,10 @@ def _batch_config(cfg: Any) -> BatchConfig | None:
     if not section or not section.get("enabled", True):
         return None
     return BatchConfig(
-        max_batch=int(section.max_batch),
-        max_wait_ms=float(section.max_wait_ms),
-        max_queue=int(section.max_queue),
-        decode_threads=int(section.decode_threads),
+        max_batch=int(section["max_batch"]),
+        max_wait_ms=float(section["max_wait_ms"]),
+        max_queue=int(section["max_queue"]),
+        decode_threads=int(section["decode_threads"]),
     )
 
 

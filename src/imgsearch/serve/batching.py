@@ -1,8 +1,10 @@
 """Dynamic micro-batching: concurrent searches share one forward pass.
 
 Each request puts its decoded photo on a bounded queue and awaits its answer. One worker task takes the first
-waiting photo, waits at most ``max_wait_ms`` for others (up to ``max_batch``), and runs them through the
-searcher in one call, in a thread of its own so the event loop stays free. A full queue is refused at once
+waiting photo and runs it, with whatever else waits (up to ``max_batch``), through the searcher in one call,
+in a thread of its own so the event loop stays free. While a batch runs, the next one gathers; a photo
+arriving at an idle model goes at once, and only a burst (company already queued) waits up to
+``max_wait_ms`` for the rest of it. A full queue is refused at once
 (:class:`QueueFull`, answered 503 with ``Retry-After``) instead of letting latency grow without bound.
 
 A batch is searched with the largest ``k`` asked in it; each answer keeps its own first ``k`` hits, which are
@@ -102,25 +104,48 @@ class MicroBatcher:
             raise QueueFull(f"{self.config.max_queue} photos are waiting") from None
         return await future
 
-    async def _collect(self, queue: asyncio.Queue) -> list[tuple[Any, int, asyncio.Future]]:
+    async def _collect(
+        self, queue: asyncio.Queue, inflight: asyncio.Future | None
+    ) -> list[tuple[Any, int, tuple, asyncio.Future]]:
+        """The next batch. The model busy (``inflight``): photos gather until it frees, which costs them
+        nothing. The model idle: a lone photo goes at once (no ``max_wait_ms`` added to a single client's
+        latency); a photo with company already queued waits at most ``max_wait_ms`` for the rest of a
+        burst."""
         batch = [await queue.get()]
-        deadline = time.monotonic() + self.config.max_wait_ms / 1000.0
-        while len(batch) < self.config.max_batch:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
-            except TimeoutError:
-                break
-        # photos queued meanwhile join without waiting longer
-        while len(batch) < self.config.max_batch and not queue.empty():
-            batch.append(queue.get_nowait())
+        full = self.config.max_batch
+
+        def take_queued() -> None:
+            while len(batch) < full and not queue.empty():
+                batch.append(queue.get_nowait())
+
+        take_queued()
+        if inflight is not None and not inflight.done():
+            while len(batch) < full and not inflight.done():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, inflight}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()  # asyncio.Queue.get gives its item back when cancelled before it got one
+                    await asyncio.gather(getter, return_exceptions=True)
+                if getter.done() and not getter.cancelled():
+                    batch.append(getter.result())
+        elif len(batch) > 1 and self.config.max_wait_ms > 0:
+            deadline = time.monotonic() + self.config.max_wait_ms / 1000.0
+            while len(batch) < full:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(queue.get(), remaining))
+                except TimeoutError:
+                    break
+        take_queued()  # photos queued meanwhile join without waiting longer
         return batch
 
     def _search(self, batch: list[tuple[Any, int, tuple, asyncio.Future]]) -> list[Any]:
         """One forward pass for the whole batch, then one index search per set of options."""
         images = [b[0] for b in batch]
+        # one searcher for the whole batch, even if a hot reload swaps it meanwhile (serve/reload.py)
+        searcher = getattr(self.searcher, "current_searcher", lambda: self.searcher)()
         groups: dict[tuple, list[int]] = {}
         for i, (_, _, options, _) in enumerate(batch):
             groups.setdefault(options, []).append(i)
@@ -128,12 +153,12 @@ class MicroBatcher:
         if len(groups) == 1:
             ((options, _),) = groups.items()
             k = max(b[1] for b in batch)
-            return self.searcher.search(images, k=k, restrict_to_predicted=restrict, **_thawed(options))
-        vectors, probs = self.searcher.embed(images)
+            return searcher.search(images, k=k, restrict_to_predicted=restrict, **_thawed(options))
+        vectors, probs = searcher.embed(images)
         results: list[Any] = [None] * len(batch)
         for options, rows in groups.items():
             k = max(batch[i][1] for i in rows)
-            found = self.searcher.search_vectors(
+            found = searcher.search_vectors(
                 vectors[rows], None if probs is None else probs[rows], k, restrict_to_predicted=restrict,
                 **_thawed(options),
             )  # fmt: skip
@@ -142,25 +167,32 @@ class MicroBatcher:
         return results
 
     async def _run(self, queue: asyncio.Queue) -> None:
-        loop = asyncio.get_running_loop()
+        # The next batch is collected while the current one runs: one batch in the model thread at a time.
+        inflight: asyncio.Future | None = None
         while True:
-            batch = await self._collect(queue)
+            batch = await self._collect(queue, inflight)
+            if inflight is not None:
+                await asyncio.wait({inflight})
             live = [b for b in batch if not b[3].done()]  # a client that went away is not searched
             if not live:
                 continue
             if self.on_batch is not None:
                 self.on_batch(len(live))
-            try:
-                results = await loop.run_in_executor(self._model_thread, self._search, live)
-            except Exception as exc:  # every waiting request gets the error, the worker keeps going
-                for *_, future in live:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, want_k, _, future), result in zip(live, results, strict=True):
+            inflight = asyncio.ensure_future(self._answer(live))
+
+    async def _answer(self, live: list[tuple[Any, int, tuple, asyncio.Future]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._model_thread, self._search, live)
+        except Exception as exc:  # every waiting request gets the error, the worker keeps going
+            for *_, future in live:
                 if not future.done():
-                    trimmed = list(result.hits)[:want_k]
-                    future.set_result(replace(result, hits=trimmed) if is_dataclass(result) else result)
+                    future.set_exception(exc)
+            return
+        for (_, want_k, _, future), result in zip(live, results, strict=True):
+            if not future.done():
+                trimmed = list(result.hits)[:want_k]
+                future.set_result(replace(result, hits=trimmed) if is_dataclass(result) else result)
 
     def close(self) -> None:
         if self._worker is not None:
