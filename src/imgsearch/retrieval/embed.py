@@ -190,7 +190,7 @@ def embed_catalogue(
         ValueError: unknown kind, ``pixels`` mixed with model kinds, or a model kind without a module.
     """
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    # attr:<column>: an attribute head's probabilities (models/classifier.py), PyTorch only
+    # attr:<column>: an attribute head's probabilities (models/classifier.py; outputs of the ONNX export too)
     unknown = [k for k in kinds if k not in KINDS and not k.startswith(ATTRIBUTE_KIND_PREFIX)]
     if unknown or not kinds:
         raise ValueError(f"unknown embedding kind(s) {unknown or kinds}; use {KINDS}")
@@ -224,10 +224,12 @@ def embed_catalogue(
         collate_fn=collate_skip_none,
         pin_memory=torch.cuda.is_available(),
     )
-    if any(k.startswith(ATTRIBUTE_KIND_PREFIX) for k in kinds) and runtime not in (None, "torch"):
-        log.info("attribute heads are not in the ONNX export: embedding with PyTorch")
-        runtime = "torch"
     engine = _resolve_runtime(runtime, None if PIXELS in kinds else module, checkpoint, trainer_kwargs)
+    missing = [k for k in kinds if engine is not None and k not in getattr(engine, "outputs", kinds)]
+    if missing:
+        # an export from before the attribute heads were exported, say: PyTorch gives every kind
+        log.info("the ONNX export %s has no output %s: embedding with PyTorch", engine.path, missing)
+        engine = None
     if engine is not None:
         parts = [_onnx_part(engine, batch, kinds) for batch in loader if batch is not None]
         return _finish(merge_parts(parts, kinds, len(table)), table)
