@@ -34,7 +34,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
+RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8")
 #: Least cosine similarity between an exported vector and PyTorch's for the export to be used.
 MIN_COSINE = 0.9999
 OPSET = 17
@@ -363,12 +363,16 @@ def select_runtime(
     *,
     gpu: bool = False,
     threads: int | None = None,
+    calibration: Any = None,
 ) -> OnnxEmbedder | None:
     """The ONNX Runtime embedder to use, or ``None`` for PyTorch; the reason for PyTorch is logged.
 
     ``runtime``: ``torch`` (PyTorch), ``onnx`` (ONNX Runtime on the CPU), ``auto`` (ONNX Runtime on a CPU,
-    PyTorch on an accelerator). A model that cannot be exported, or an export that does not match the
-    model, falls back to PyTorch with a warning.
+    PyTorch on an accelerator), ``onnx-int8`` (the export statically quantised to INT8, see
+    :mod:`imgsearch.models.quantize`; ``calibration``: preprocessed catalogue photos, or a callable giving
+    them, used when no INT8 graph is cached yet; without one the FP32 export is used, with a warning).
+    A model that cannot be exported, or an export that does not match the model, falls back to PyTorch with
+    a warning.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -385,5 +389,15 @@ def select_runtime(
     except ExportError as exc:
         log.warning("runtime=%s: ONNX Runtime not used, falling back to PyTorch: %s", runtime, exc)
         return None
+    if runtime == "onnx-int8":
+        from imgsearch.models.quantize import int8_embedder_for, int8_path
+
+        try:
+            photos = calibration
+            if callable(calibration):  # reading photos costs a pass over them: only when quantising
+                photos = None if int8_path(embedder.path).is_file() else calibration()
+            return int8_embedder_for(embedder, photos, threads=threads)
+        except ExportError as exc:
+            log.warning("runtime=onnx-int8: INT8 not used, embedding with the FP32 export: %s", exc)
     log.info("embedding with ONNX Runtime (%s)", embedder.path)
     return embedder

@@ -224,7 +224,9 @@ def embed_catalogue(
         collate_fn=collate_skip_none,
         pin_memory=torch.cuda.is_available(),
     )
-    engine = _resolve_runtime(runtime, None if PIXELS in kinds else module, checkpoint, trainer_kwargs)
+    engine = _resolve_runtime(
+        runtime, None if PIXELS in kinds else module, checkpoint, trainer_kwargs, calibration=lambda: loader
+    )
     missing = [k for k in kinds if engine is not None and k not in getattr(engine, "outputs", kinds)]
     if missing:
         # an export from before the attribute heads were exported, say: PyTorch gives every kind
@@ -250,16 +252,30 @@ def embed_catalogue(
 
 
 def _resolve_runtime(
-    runtime: Any, module: L.LightningModule | None, checkpoint: str | None, trainer_kwargs: Any
+    runtime: Any,
+    module: L.LightningModule | None,
+    checkpoint: str | None,
+    trainer_kwargs: Any,
+    calibration: Any = None,
 ) -> Any:
-    """An :class:`~imgsearch.models.export.OnnxEmbedder` to embed with, or ``None`` for Trainer.predict."""
+    """An :class:`~imgsearch.models.export.OnnxEmbedder` to embed with, or ``None`` for Trainer.predict.
+
+    ``calibration``: a callable giving the catalogue's batches, the photos ``runtime=onnx-int8`` calibrates
+    on (its first :data:`~imgsearch.models.quantize.CALIBRATION_IMAGES`) when no INT8 graph is cached."""
     if module is None or runtime is None or runtime == "torch":
         return None
     if not isinstance(runtime, str):
         return runtime  # an embedder the caller already checked
     from imgsearch.models.export import select_runtime, wants_gpu
 
-    return select_runtime(module, checkpoint, runtime, gpu=wants_gpu(trainer_kwargs=trainer_kwargs))
+    photos = None
+    if calibration is not None:
+        from imgsearch.models.quantize import calibration_batches
+
+        photos = lambda: calibration_batches(calibration())  # noqa: E731 - read only when quantising
+    return select_runtime(
+        module, checkpoint, runtime, gpu=wants_gpu(trainer_kwargs=trainer_kwargs), calibration=photos
+    )
 
 
 def _onnx_part(engine: Any, batch: Any, kinds: Sequence[str]) -> dict[str, np.ndarray]:
