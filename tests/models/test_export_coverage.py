@@ -102,3 +102,24 @@ def test_export_without_the_asked_kind_falls_back_to_pytorch_with_a_reason(tmp_p
     assert "has no output ['attr:baseColour']" in caplog.text and "embedding with PyTorch" in caplog.text
     ref = embed_catalogue(model, table, runtime="torch", **kw)
     assert np.allclose(got["attr:baseColour"], ref["attr:baseColour"], atol=1e-6)
+
+
+def test_cached_export_from_before_the_attribute_outputs_is_exported_again(tmp_path):
+    from imgsearch.models.checkpoint import checkpoint_sha256
+    from imgsearch.models.export import cached_export_path
+    from train_helpers import save_checkpoint
+
+    torch.manual_seed(0)
+    model = ImageClassifier(
+        backbone="svm", num_classes=3, input_size=16, attributes=["baseColour"],
+        attribute_classes={"baseColour": ATTRS["baseColour"]},
+    ).eval()  # fmt: skip
+    ckpt = save_checkpoint(model, tmp_path / "best.ckpt")
+    path = cached_export_path(ckpt, checkpoint_sha256(ckpt))
+    # what the earlier export wrote for this checkpoint: features and probs only
+    plain = ImageClassifier(backbone="svm", num_classes=3, input_size=16)
+    plain.load_state_dict(model.state_dict(), strict=False)
+    export_onnx(plain.eval(), path, source_sha256=checkpoint_sha256(ckpt))
+    assert OnnxEmbedder(path).outputs == ("features", "probs")
+    embedder = onnx_embedder_for(model, ckpt)
+    assert embedder.path == path and embedder.outputs == ("features", "probs", "attr:baseColour")

@@ -331,6 +331,15 @@ def onnx_embedder_for(
     if not path.is_file():
         export_onnx(module, path, source_sha256=sha)
     embedder = OnnxEmbedder(path, threads=threads)
+    if embedder.meta.get("source_sha256") == sha and tuple(embedder.outputs) != outputs_of(module):
+        # exported before its attribute heads were graph outputs: the same weights, so export again
+        log.info(
+            "%s lacks outputs %s: exporting it again",
+            path,
+            sorted(set(outputs_of(module)) - set(embedder.outputs)),
+        )
+        export_onnx(module, path, source_sha256=sha)
+        embedder = OnnxEmbedder(path, threads=threads)
     recorded = embedder.meta.get("source_sha256")
     if recorded != sha:
         raise ExportError(f"{path} was exported from other weights (sha256 {str(recorded)[:12]}...)")
