@@ -15,6 +15,13 @@ import time
 
 import torch
 
+NAME = "runtime"
+CONFIGS: dict[str, dict] = {
+    "smoke": {"backbone": "efficientnet_lite0", "sizes": [64], "batch": 4, "threads": 2, "seconds": 0.5},
+    "default": {"backbone": "efficientnet_lite0", "sizes": [128], "batch": 16, "threads": 2, "seconds": 10.0},
+}
+CONFIGS["full"] = CONFIGS["default"]
+
 
 def _rate(fn, images, seconds: float) -> float:
     fn(images)  # warm-up
@@ -55,6 +62,34 @@ def main(argv: list[str] | None = None) -> dict:
     }  # fmt: skip
     print(json.dumps(out))
     return out
+
+
+def run(
+    backbone: str, sizes: list[int], batch: int, threads: int, seconds: float, full: bool = False
+) -> dict:
+    """The suite's section (``benchmarks/run.py --only runtime``): one row per input size."""
+    try:
+        from benchmarks._common import command_for, goal, section, table
+    except ImportError:  # run as a script from benchmarks/
+        from _common import command_for, goal, section, table
+
+    rows, goals = [], []
+    for size in sizes:
+        argv = ["--backbone", backbone, "--size", str(size), "--batch", str(batch), "--threads", str(threads),
+                "--seconds", str(seconds)]  # fmt: skip
+        r = main(argv)
+        rows.append([size, batch, threads, r["torch_eager_img_s"], r["onnxruntime_img_s"], r["ratio"],
+                     r["min_cosine"]])  # fmt: skip
+        if size == 128 and batch == 16:
+            goals.append(goal("ONNX Runtime >= 3x PyTorch eager at 128 px, batch 16", f"{r['ratio']}x",
+                              r["ratio"] >= 3.0))  # fmt: skip
+    return section(
+        NAME, f"Embedding runtime: PyTorch eager vs ONNX Runtime ({backbone}, pretrained)", command_for(NAME),
+        tables=[table("images/s of the bare forward, same model, same run",
+                      ["px", "batch", "threads", "torch eager img/s", "onnxruntime img/s", "ratio",
+                       "least cosine"], rows)],
+        goals=goals,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ BENCHMARKS: dict[str, str] = {
     "shard_build": "benchmarks.bench_shard_build",
     "live": "benchmarks.bench_live",
     "serve": "benchmarks.bench_serve",
+    "runtime": "benchmarks.bench_runtime",
+    "runtime_build": "benchmarks.bench_runtime_build",
 }
 
 

@@ -24,3 +24,19 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "demo"
     ensure_demo(root, products_per_class=DEMO_PRODUCTS, image_size=DEMO_SIZE)
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def onnx_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Pretrained-only ONNX exports (models/export.py) go to a session temp dir, never the user's cache."""
+    import os
+
+    from imgsearch.models.export import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("onnx-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before

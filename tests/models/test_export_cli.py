@@ -41,3 +41,18 @@ def test_export_cli_takes_a_run_directory(tmp_path, capsys):
     (run / "metrics.json").write_text(json.dumps({"best_checkpoint": str(ckpt)}))
     assert main([str(run)]) == 0  # the run's best checkpoint, as index and eval resolve it
     assert cached_export_path(ckpt, checkpoint_sha256(ckpt)).is_file()
+
+
+def test_export_cli_backbone_fills_the_cache_index_reads(tmp_path, monkeypatch, capsys):
+    from imgsearch.models.export import onnx_embedder_for
+    from imgsearch.models.pretrained import PretrainedEmbedder
+
+    monkeypatch.setenv("IMGSEARCH_ONNX_CACHE", str(tmp_path / "cache"))
+    assert main(["--backbone", "efficientnet_lite0", "--input-size", "64"]) == 0
+    (written,) = (tmp_path / "cache").glob("*.onnx")
+    assert str(written) in capsys.readouterr().out
+    assert OnnxEmbedder(written).outputs == ("features",)
+    mtime = written.stat().st_mtime_ns
+    # imgsearch-index model=efficientnet_lite0 model.input_size=64 finds it: same file, not exported again
+    again = onnx_embedder_for(PretrainedEmbedder("efficientnet_lite0", input_size=64))
+    assert again.path == written and written.stat().st_mtime_ns == mtime

@@ -2,7 +2,8 @@
 
     imgsearch-export outputs/demo/train              # a run directory (its best checkpoint), best, last or a
                                                      # .ckpt -> beside the checkpoint, keyed by its sha256
-    imgsearch-export --backbone efficientnet_lite0 --output lite0.onnx  # ImageNet weights, no training
+    imgsearch-export --backbone efficientnet_lite0   # ImageNet weights, no training: features only, into the
+                                                     # cache imgsearch-index model=efficientnet_lite0 reads
 
 Index, eval, search and serve export on first use anyway (``runtime=auto``); this command does it ahead of
 time (e.g. in a container build) and says how close the export is to PyTorch.
@@ -32,13 +33,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--input-size", type=int, default=None, help="image side for --backbone (default: its own)"
     )
     p.add_argument(
-        "--output", type=Path, default=None, help="the .onnx file (default: beside the checkpoint)"
+        "--output",
+        type=Path,
+        default=None,
+        help="the .onnx file (default: beside the checkpoint; for --backbone the cache imgsearch-index "
+        "model=<backbone> reads, $IMGSEARCH_ONNX_CACHE or ~/.cache/imgsearch/onnx)",
     )
     args = p.parse_args(argv)
     if bool(args.checkpoint) == bool(args.backbone):
         p.error("give a checkpoint or --backbone, not both and not neither")
-    if args.backbone and args.output is None:
-        p.error("--backbone needs --output")
     return args
 
 
@@ -66,16 +69,18 @@ def main(argv: list[str] | None = None) -> int:
             sha = checkpoint_sha256(ckpt)
             out = args.output or cached_export_path(ckpt, sha)
         else:
-            from imgsearch.models.classifier import ImageClassifier
+            from imgsearch.models.export import default_cache_dir, pretrained_export_key
+            from imgsearch.models.pretrained import PretrainedEmbedder
 
-            # the head is random (no classes without training): only ``features`` are meaningful
-            module = ImageClassifier(
-                backbone=args.backbone, num_classes=2, pretrained=True, input_size=args.input_size
-            ).eval()
-            sha, out = None, args.output
+            # what imgsearch-index model=<backbone> embeds with: features only (no classifier to export)
+            module = PretrainedEmbedder(args.backbone, input_size=args.input_size)
+            sha = pretrained_export_key(module)
+            name = f"{args.backbone}.{sha[:16]}.onnx".replace("/", "_")
+            out = args.output or default_cache_dir() / name
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         export_onnx(module, out, source_sha256=sha)
         cosine = check_equivalence(OnnxEmbedder(out), module)
-    except (FileNotFoundError, ValueError, CheckpointError, ExportError) as exc:
+    except (OSError, ValueError, CheckpointError, ExportError) as exc:
         print(f"imgsearch-export: {exc}", file=sys.stderr)
         return 1
     print(f"exported to {out} (least cosine with PyTorch on a probe batch: {cosine:.6f})")

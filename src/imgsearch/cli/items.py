@@ -44,7 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_text)
         c.add_argument("--index", required=True, help="index directory written by imgsearch-index")
-        c.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto")
+        c.add_argument("--runtime", choices=("auto", "torch", "onnx", "onnx-int8"), default="auto")
         c.add_argument("--device", default="cpu")
         return c
 

@@ -58,7 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--runtime",
-        choices=("auto", "torch", "onnx"),
+        choices=("auto", "torch", "onnx", "onnx-int8"),
         default="auto",
         help="auto: ONNX Runtime on a CPU (exported once, checked against PyTorch), PyTorch on a GPU",
     )

@@ -3,10 +3,14 @@
 On a CPU, ONNX Runtime runs the project's models several times faster than PyTorch eager (see
 docs/benchmarks.md), so index, eval, search and serve embed through it by default (``runtime=auto``).
 
-* :func:`export_onnx` writes ``<name>.onnx`` (one graph: images ``[B, 3, H, W]`` -> ``features``, ``probs``)
-  and ``<name>.json`` beside it (the preprocessing, the source checkpoint's sha256, versions).
+* :func:`export_onnx` writes ``<name>.onnx`` (one graph: images ``[B, 3, H, W]`` -> ``features``, plus
+  ``probs`` and one ``attr:<column>`` per attribute head for a classifier; ``features`` alone for a
+  pretrained-only :class:`~imgsearch.models.pretrained.PretrainedEmbedder`) and ``<name>.json`` beside it
+  (the preprocessing, the outputs, the source's sha256, versions).
 * :func:`cached_export_path`: the export of a checkpoint lives beside it, keyed by the checkpoint's sha256,
-  so a changed checkpoint never reuses a stale graph.
+  so a changed checkpoint never reuses a stale graph. A pretrained-only model has no checkpoint: its export
+  lives in :func:`default_cache_dir`, keyed by :func:`pretrained_export_key` (backbone, weights file sha256,
+  input size).
 * :class:`OnnxEmbedder` runs the graph; :func:`check_equivalence` compares it with the PyTorch module on a
   probe batch (cosine >= :data:`MIN_COSINE` per vector), so a corrupt or mismatched file is refused.
 * :func:`select_runtime` decides: it returns an :class:`OnnxEmbedder`, or ``None`` (use PyTorch) with the
@@ -30,29 +34,42 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
+RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8")
 #: Least cosine similarity between an exported vector and PyTorch's for the export to be used.
 MIN_COSINE = 0.9999
 OPSET = 17
 FORMAT_VERSION = 1
+#: The outputs of a classifier's export (its attribute heads add ``attr:<column>`` after them).
 OUTPUTS: tuple[str, ...] = ("features", "probs")
+#: Where a pretrained-only model's exports are cached (default: ``$XDG_CACHE_HOME/imgsearch/onnx``).
+CACHE_ENV = "IMGSEARCH_ONNX_CACHE"
 
 
 class ExportError(RuntimeError):
     """The model cannot be exported, or an export cannot be loaded or does not match the model."""
 
 
-class _InferenceGraph(nn.Module):
-    """What gets exported: the classifier's own ``features`` (its retrieval neck's vector when it has one,
-    else the pooled features) and softmax, from one forward pass."""
+def outputs_of(module: Any) -> tuple[str, ...]:
+    """The graph outputs of ``module``'s export, in order: ``features``, then ``probs`` when it has a
+    classifier head, then ``attr:<column>`` per attribute head (its :meth:`predict_step` keys)."""
+    if getattr(module, "head", None) is None:
+        return ("features",)  # a pretrained-only backbone: no classifier, so no probs
+    heads = getattr(module, "attribute_heads", None) or {}
+    return (*OUTPUTS, *(f"attr:{name}" for name in heads))
 
-    def __init__(self, module: nn.Module) -> None:
+
+class _InferenceGraph(nn.Module):
+    """What gets exported: the model's own ``predict_step`` outputs (``features`` is the retrieval neck's
+    vector when it has one, else the pooled features) from one forward pass."""
+
+    def __init__(self, module: nn.Module, outputs: tuple[str, ...]) -> None:
         super().__init__()
         self.module = module
+        self.outputs = outputs
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.module.predict_step(images)
-        return out["features"], out["probs"]
+        return tuple(out[name] for name in self.outputs)
 
 
 def input_size_of(module: Any) -> tuple[int, int, int]:
@@ -76,23 +93,25 @@ def cached_export_path(checkpoint: str | os.PathLike[str], sha256: str) -> Path:
 def export_onnx(
     module: Any, path: str | os.PathLike[str], *, source_sha256: str | None = None, opset: int = OPSET
 ) -> Path:
-    """Write ``module`` (an :class:`~imgsearch.models.classifier.ImageClassifier`) to ONNX at ``path``.
+    """Write ``module`` (an :class:`~imgsearch.models.classifier.ImageClassifier`, or a pretrained-only
+    :class:`~imgsearch.models.pretrained.PretrainedEmbedder`: ``features`` only) to ONNX at ``path``.
 
     The batch dimension is dynamic; the image size is the one of ``module.data_config`` (the export is only
     valid with that preprocessing, which the sidecar JSON records). Both files are written atomically.
 
     Raises:
-        ExportError: the model has no ``backbone``/``head``, or the exporter fails (the reason is kept).
+        ExportError: the model has no ``backbone``/``data_config``, or the exporter fails (reason kept).
     """
     from imgsearch.utils.atomic import atomic_path, atomic_write_json
 
-    if not (hasattr(module, "backbone") and hasattr(module, "head") and hasattr(module, "data_config")):
-        raise ExportError(f"{type(module).__name__} is not an ImageClassifier (no backbone/head/data_config)")
+    if not all(hasattr(module, a) for a in ("backbone", "data_config", "predict_step")):
+        raise ExportError(f"{type(module).__name__} is not an imgsearch model (no backbone/data_config)")
     path = Path(path)
-    graph = _InferenceGraph(module).eval().to("cpu")
+    outputs = outputs_of(module)
+    graph = _InferenceGraph(module, outputs).eval().to("cpu")
     c, h, w = input_size_of(module)
     example = torch.zeros(2, c, h, w)
-    axes = {"images": {0: "batch"}, "features": {0: "batch"}, "probs": {0: "batch"}}
+    axes = {"images": {0: "batch"}} | {name: {0: "batch"} for name in outputs}
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
         # the TorchScript exporter is deprecated in favour of dynamo, which takes ~10x longer on these
         # models for the same graph; it is used only when the TorchScript one fails
@@ -100,7 +119,7 @@ def export_onnx(
         try:
             with torch.no_grad():
                 torch.onnx.export(
-                    graph, (example,), str(tmp), input_names=["images"], output_names=list(OUTPUTS),
+                    graph, (example,), str(tmp), input_names=["images"], output_names=list(outputs),
                     dynamic_axes=axes, opset_version=opset, dynamo=False,
                 )  # fmt: skip
         except Exception as first:
@@ -109,7 +128,7 @@ def export_onnx(
                 batch = torch.export.Dim("batch", min=1, max=4096)
                 with torch.no_grad():
                     torch.onnx.export(
-                        graph, (example,), str(tmp), input_names=["images"], output_names=list(OUTPUTS),
+                        graph, (example,), str(tmp), input_names=["images"], output_names=list(outputs),
                         dynamic_shapes=({0: batch},), opset_version=max(opset, 18), dynamo=True,
                     )  # fmt: skip
             except Exception as exc:
@@ -123,7 +142,7 @@ def export_onnx(
         "num_classes": int(module.hparams.get("num_classes", 0)),
         "class_names": list(getattr(module, "class_names", []) or []),
         "data_config": dict(module.data_config),
-        "outputs": list(OUTPUTS),
+        "outputs": list(outputs),
         "source_sha256": source_sha256,
         "opset": opset,
         "torch": torch.__version__,
@@ -134,7 +153,8 @@ def export_onnx(
 
 
 class OnnxEmbedder:
-    """An exported classifier on ONNX Runtime: ``embedder(images)`` -> ``{"features", "probs"}`` (numpy).
+    """An exported model on ONNX Runtime: ``embedder(images)`` -> ``{output name: numpy array}``
+    (:attr:`outputs`: ``features``, and ``probs`` / ``attr:<column>`` for a classifier).
 
     Args:
         path: the ``.onnx`` file; its sidecar JSON must be beside it.
@@ -165,8 +185,10 @@ class OnnxEmbedder:
         except Exception as exc:
             raise ExportError(f"{self.path} cannot be loaded by ONNX Runtime: {exc}") from exc
         names = [o.name for o in self.session.get_outputs()]
-        if names != list(OUTPUTS):
-            raise ExportError(f"{self.path} outputs {names}, expected {list(OUTPUTS)}")
+        recorded = list(meta.get("outputs") or OUTPUTS)
+        if names != recorded or "features" not in names:
+            raise ExportError(f"{self.path} outputs {names}, its sidecar records {recorded}")
+        self.outputs: tuple[str, ...] = tuple(names)
         self.input_name = self.session.get_inputs()[0].name
 
     @property
@@ -176,8 +198,8 @@ class OnnxEmbedder:
     def __call__(self, images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
         if isinstance(images, torch.Tensor):
             images = images.detach().to("cpu", torch.float32).numpy()
-        features, probs = self.session.run(None, {self.input_name: np.ascontiguousarray(images, np.float32)})
-        return {"features": features, "probs": probs}
+        got = self.session.run(None, {self.input_name: np.ascontiguousarray(images, np.float32)})
+        return dict(zip(self.outputs, got, strict=True))
 
 
 def probe_batch(module: Any, n: int = 4, seed: int = 0) -> torch.Tensor:
@@ -211,14 +233,16 @@ def check_equivalence(embedder: OnnxEmbedder, module: Any, probe: torch.Tensor |
             # the reference is the module's own answer, so a graph that drifts from it (a neck left out,
             # say) is caught, not compared with itself
             pred = module.to("cpu").predict_step(probe.to("cpu"))
-            ref = (pred["features"], pred["probs"])
     finally:
         module.train(was_training)
+    want = outputs_of(module)
+    if tuple(embedder.outputs) != want:
+        raise ExportError(f"{embedder.path} outputs {list(embedder.outputs)}, the model gives {list(want)}")
     try:
         got = embedder(probe)
     except Exception as exc:
         raise ExportError(f"{embedder.path} cannot run a probe batch {tuple(probe.shape)}: {exc}") from exc
-    worst = min(min_cosine(got[name], ref[i].numpy()) for i, name in enumerate(OUTPUTS))
+    worst = min(min_cosine(got[name], pred[name].numpy()) for name in want)
     if not worst >= MIN_COSINE:
         raise ExportError(
             f"{embedder.path} does not match the PyTorch model (least cosine on a probe batch {worst:.6f} < "
@@ -238,6 +262,47 @@ def _state_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def default_cache_dir() -> Path:
+    """Where pretrained-only exports are cached: ``$IMGSEARCH_ONNX_CACHE``, else
+    ``$XDG_CACHE_HOME/imgsearch/onnx`` (``~/.cache/imgsearch/onnx``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "imgsearch" / "onnx"
+
+
+def pretrained_export_key(module: Any) -> str:
+    """sha256 of what a pretrained-only model's graph depends on: the backbone name, the sha256 of its
+    weights file (``module.weights_file()``; the weights themselves when it has none, e.g. timm's hub
+    cache), the input size and the backbone's extra arguments."""
+    from imgsearch.models.checkpoint import checkpoint_sha256
+
+    source = module.weights_file() if hasattr(module, "weights_file") else None
+    weights = checkpoint_sha256(source) if source is not None else _state_digest(module)
+    key = {
+        "backbone": module.hparams.get("backbone"),
+        "weights_sha256": weights,
+        "input_size": list(input_size_of(module)),
+        "backbone_kwargs": _plain(dict(module.hparams.get("backbone_kwargs") or {})),
+        "format_version": FORMAT_VERSION,
+    }
+    import hashlib
+
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    except OSError as exc:
+        # a read-only home (a container) must not cost the speed-up: export for this process only
+        tmp = Path(tempfile.mkdtemp(prefix="imgsearch-onnx-"))
+        log.warning("cannot create the ONNX cache %s (%s); exporting to %s for this run", root, exc, tmp)
+        return tmp
+
+
 def onnx_embedder_for(
     module: Any,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -248,8 +313,8 @@ def onnx_embedder_for(
     """The checked export of ``module``: reuse the cached one, or export it first.
 
     With a ``checkpoint`` the export is cached beside it (:func:`cached_export_path`). Without one (a
-    pretrained-only backbone) it is cached in ``cache_dir`` keyed by the weights' sha256, or in a temporary
-    directory.
+    pretrained-only model) it is cached in ``cache_dir`` (default :func:`default_cache_dir`) as
+    ``<backbone>.<key[:16]>.onnx``, keyed by :func:`pretrained_export_key`.
 
     Raises:
         ExportError: the model cannot be exported, or the (cached) export does not match it.
@@ -260,12 +325,21 @@ def onnx_embedder_for(
         sha = checkpoint_sha256(checkpoint)
         path = cached_export_path(checkpoint, sha)
     else:
-        sha = _state_digest(module)
-        root = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="imgsearch-onnx-"))
-        path = root / f"{module.hparams.get('backbone', 'model')}.{sha[:16]}.onnx".replace("/", "_")
+        sha = pretrained_export_key(module)
+        name = f"{module.hparams.get('backbone', 'model')}.{sha[:16]}.onnx".replace("/", "_")
+        path = _cache_root(cache_dir) / name
     if not path.is_file():
         export_onnx(module, path, source_sha256=sha)
     embedder = OnnxEmbedder(path, threads=threads)
+    if embedder.meta.get("source_sha256") == sha and tuple(embedder.outputs) != outputs_of(module):
+        # exported before its attribute heads were graph outputs: the same weights, so export again
+        log.info(
+            "%s lacks outputs %s: exporting it again",
+            path,
+            sorted(set(outputs_of(module)) - set(embedder.outputs)),
+        )
+        export_onnx(module, path, source_sha256=sha)
+        embedder = OnnxEmbedder(path, threads=threads)
     recorded = embedder.meta.get("source_sha256")
     if recorded != sha:
         raise ExportError(f"{path} was exported from other weights (sha256 {str(recorded)[:12]}...)")
@@ -298,12 +372,16 @@ def select_runtime(
     *,
     gpu: bool = False,
     threads: int | None = None,
+    calibration: Any = None,
 ) -> OnnxEmbedder | None:
     """The ONNX Runtime embedder to use, or ``None`` for PyTorch; the reason for PyTorch is logged.
 
     ``runtime``: ``torch`` (PyTorch), ``onnx`` (ONNX Runtime on the CPU), ``auto`` (ONNX Runtime on a CPU,
-    PyTorch on an accelerator). A model that cannot be exported, or an export that does not match the
-    model, falls back to PyTorch with a warning.
+    PyTorch on an accelerator), ``onnx-int8`` (the export statically quantised to INT8, see
+    :mod:`imgsearch.models.quantize`; ``calibration``: preprocessed catalogue photos, or a callable giving
+    them, used when no INT8 graph is cached yet; without one the FP32 export is used, with a warning).
+    A model that cannot be exported, or an export that does not match the model, falls back to PyTorch with
+    a warning.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -320,5 +398,15 @@ def select_runtime(
     except ExportError as exc:
         log.warning("runtime=%s: ONNX Runtime not used, falling back to PyTorch: %s", runtime, exc)
         return None
+    if runtime == "onnx-int8":
+        from imgsearch.models.quantize import int8_embedder_for, int8_path
+
+        try:
+            photos = calibration
+            if callable(calibration):  # reading photos costs a pass over them: only when quantising
+                photos = None if int8_path(embedder.path).is_file() else calibration()
+            return int8_embedder_for(embedder, photos, threads=threads)
+        except ExportError as exc:
+            log.warning("runtime=onnx-int8: INT8 not used, embedding with the FP32 export: %s", exc)
     log.info("embedding with ONNX Runtime (%s)", embedder.path)
     return embedder

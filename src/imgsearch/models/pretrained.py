@@ -10,6 +10,7 @@ manifest (``model.pretrained``) and rebuilt from there by :func:`from_manifest`,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -17,6 +18,7 @@ import torch
 
 from imgsearch.data.transforms import check_data_config
 from imgsearch.models.backbones import create_backbone
+from imgsearch.models.weights import EFFICIENTNET_LITE_VARIANTS, efficientnet_lite_weights_file
 
 KINDS = ("features",)
 
@@ -42,9 +44,12 @@ class PretrainedEmbedder(L.LightningModule):
             **dict(backbone_kwargs or {}),
         )
         check_data_config(self.backbone.data_config)
+        self._pretrained = bool(pretrained)
         self.save_hyperparameters(
             {"backbone": str(backbone), "input_size": input_size, "pretrained_path": pretrained_path}
         )
+        # not in describe(): the manifest's rebuild passes no kwargs; kept for the ONNX export's cache key
+        self.hparams["backbone_kwargs"] = dict(backbone_kwargs or {})
         self.eval()
 
     @property
@@ -58,6 +63,16 @@ class PretrainedEmbedder(L.LightningModule):
     def describe(self) -> dict[str, Any]:
         """What the manifest records to rebuild this model (no weights: they come from the same source)."""
         return {k: self.hparams[k] for k in ("backbone", "input_size", "pretrained_path")}
+
+    def weights_file(self) -> Path | None:
+        """The file the weights came from (``pretrained_path``, or the packaged EfficientNet-Lite weights),
+        for the ONNX export's cache key; ``None`` when unknown (timm's hub cache, random weights)."""
+        if self.hparams.get("pretrained_path"):
+            return Path(str(self.hparams["pretrained_path"]))
+        variant = str(self.hparams["backbone"]).removeprefix("efficientnet_lite")
+        if self._pretrained and variant.isdigit() and int(variant) in EFFICIENTNET_LITE_VARIANTS:
+            return efficientnet_lite_weights_file(int(variant))
+        return None
 
     def embed(self, x: torch.Tensor, kind: str = "features") -> torch.Tensor:
         if kind not in KINDS:

@@ -190,7 +190,7 @@ def embed_catalogue(
         ValueError: unknown kind, ``pixels`` mixed with model kinds, or a model kind without a module.
     """
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    # attr:<column>: an attribute head's probabilities (models/classifier.py), PyTorch only
+    # attr:<column>: an attribute head's probabilities (models/classifier.py; outputs of the ONNX export too)
     unknown = [k for k in kinds if k not in KINDS and not k.startswith(ATTRIBUTE_KIND_PREFIX)]
     if unknown or not kinds:
         raise ValueError(f"unknown embedding kind(s) {unknown or kinds}; use {KINDS}")
@@ -224,10 +224,14 @@ def embed_catalogue(
         collate_fn=collate_skip_none,
         pin_memory=torch.cuda.is_available(),
     )
-    if any(k.startswith(ATTRIBUTE_KIND_PREFIX) for k in kinds) and runtime not in (None, "torch"):
-        log.info("attribute heads are not in the ONNX export: embedding with PyTorch")
-        runtime = "torch"
-    engine = _resolve_runtime(runtime, None if PIXELS in kinds else module, checkpoint, trainer_kwargs)
+    engine = _resolve_runtime(
+        runtime, None if PIXELS in kinds else module, checkpoint, trainer_kwargs, calibration=lambda: loader
+    )
+    missing = [k for k in kinds if engine is not None and k not in getattr(engine, "outputs", kinds)]
+    if missing:
+        # an export from before the attribute heads were exported, say: PyTorch gives every kind
+        log.info("the ONNX export %s has no output %s: embedding with PyTorch", engine.path, missing)
+        engine = None
     if engine is not None:
         parts = [_onnx_part(engine, batch, kinds) for batch in loader if batch is not None]
         return _finish(merge_parts(parts, kinds, len(table)), table)
@@ -248,16 +252,30 @@ def embed_catalogue(
 
 
 def _resolve_runtime(
-    runtime: Any, module: L.LightningModule | None, checkpoint: str | None, trainer_kwargs: Any
+    runtime: Any,
+    module: L.LightningModule | None,
+    checkpoint: str | None,
+    trainer_kwargs: Any,
+    calibration: Any = None,
 ) -> Any:
-    """An :class:`~imgsearch.models.export.OnnxEmbedder` to embed with, or ``None`` for Trainer.predict."""
+    """An :class:`~imgsearch.models.export.OnnxEmbedder` to embed with, or ``None`` for Trainer.predict.
+
+    ``calibration``: a callable giving the catalogue's batches, the photos ``runtime=onnx-int8`` calibrates
+    on (its first :data:`~imgsearch.models.quantize.CALIBRATION_IMAGES`) when no INT8 graph is cached."""
     if module is None or runtime is None or runtime == "torch":
         return None
     if not isinstance(runtime, str):
         return runtime  # an embedder the caller already checked
     from imgsearch.models.export import select_runtime, wants_gpu
 
-    return select_runtime(module, checkpoint, runtime, gpu=wants_gpu(trainer_kwargs=trainer_kwargs))
+    photos = None
+    if calibration is not None:
+        from imgsearch.models.quantize import calibration_batches
+
+        photos = lambda: calibration_batches(calibration())  # noqa: E731 - read only when quantising
+    return select_runtime(
+        module, checkpoint, runtime, gpu=wants_gpu(trainer_kwargs=trainer_kwargs), calibration=photos
+    )
 
 
 def _onnx_part(engine: Any, batch: Any, kinds: Sequence[str]) -> dict[str, np.ndarray]:

@@ -349,7 +349,8 @@ class Searcher:
                 probs = self.module.embed(self._batch(images, self.class_transform), "probs")
         elif self.onnx is not None:
             out = self.onnx(self._batch(images, self.transform))
-            vectors, probs = torch.from_numpy(out[self.kind]), torch.from_numpy(out["probs"])
+            probs = torch.from_numpy(out["probs"]) if "probs" in out else None  # none: pretrained-only
+            vectors = torch.from_numpy(out[self.kind])
         else:
             pred = self.module.predict_step(self._batch(images, self.transform))
             vectors, probs = pred[self.kind], pred["probs"]
