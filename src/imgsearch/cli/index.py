@@ -222,6 +222,8 @@ def build(cfg: DictConfig) -> Path | None:
         skipped=emb.skipped,
         pixel_size=int(options["pixel_size"]) if kind == PIXELS else None,
         extra={
+            # queries must be embedded the same way (Searcher.embed reads it)
+            **({"flip_average": True} if options.get("flip_average") and kind == "features" else {}),
             **({"predicted_attributes": predicted} if predicted else {}),
             **({"colour": colour_manifest(colour_attr, heads[colour_attr])} if colour_attr else {}),
         },

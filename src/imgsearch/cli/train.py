@@ -149,6 +149,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model_extra, loader_extra = metric_learning_setup(cfg, catalogue)
     attr_model, attr_loader = attribute_setup(cfg, catalogue)
     model_extra, loader_extra = {**model_extra, **attr_model}, {**loader_extra, **attr_loader}
+    if cfg.model.get("val_retrieval"):  # val photos carry their ${labels} for val/map_at_r
+        loader_extra["eval_metric_labels"] = str(cfg.get("labels") or "category")
     model = hydra.utils.instantiate(
         cfg.model, num_classes=len(class_names), class_names=class_names, **model_extra
     )

@@ -69,6 +69,9 @@ class CatalogueDataModule(L.LightningDataModule):
         attributes: catalogue columns the model also predicts (``baseColour``, ``gender``...): train/val/test
             items carry their class indices as a 5th element (see :mod:`imgsearch.data.attributes`);
             ``attribute_classes`` holds each one's classes (the model's), ``None`` = from this catalogue.
+        eval_metric_labels: ``category`` | ``product``: val/test items also carry this label, indexed over
+            their own split's values (held-out products are not the training ones), for the model's
+            validation retrieval metrics (``val/map_at_r``); ``None`` = none.
 
     Under DDP nothing needs doing here: Lightning puts a ``DistributedSampler`` (or wraps the
     weighted sampler) around the training loader.
@@ -93,6 +96,7 @@ class CatalogueDataModule(L.LightningDataModule):
         m_per_class: int | None = None,
         attributes: Sequence[str] | None = None,
         attribute_classes: Mapping[str, Sequence[str]] | None = None,
+        eval_metric_labels: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(catalogue, str | os.PathLike):
@@ -127,6 +131,7 @@ class CatalogueDataModule(L.LightningDataModule):
             metric_label_names(self.catalogue, metric_labels) if metric_labels is not None else None
         )
         self.m_per_class = int(m_per_class) if m_per_class else None
+        self.eval_metric_column = metric_label_column(eval_metric_labels) if eval_metric_labels else None
         names = list(to_plain_container(attributes)) if attributes else []
         if attribute_classes is not None:
             given = {str(k): [str(v) for v in vs] for k, vs in to_plain_container(attribute_classes).items()}
@@ -172,6 +177,10 @@ class CatalogueDataModule(L.LightningDataModule):
                 index = {v: i for i, v in enumerate(self.metric_label_names)}
                 column = metric_label_column(str(self.metric_labels))
                 metric_targets = [index[str(v)] for v in rows[column].tolist()]
+            elif name in ("val", "test") and self.eval_metric_column is not None:
+                values = rows[self.eval_metric_column].astype(str).tolist()
+                index = {v: i for i, v in enumerate(sorted(set(values)))}
+                metric_targets = [index[v] for v in values]
             attr_targets = (
                 attribute_targets(rows, self.attribute_classes)
                 if self.attribute_classes and name != "predict"

@@ -27,6 +27,7 @@ from imgsearch.data.transforms import check_data_config
 from imgsearch.models.backbones import create_backbone
 from imgsearch.models.losses import MetricLoss, build_metric_loss
 from imgsearch.models.plots import confusion_matrix_figure, save_figure
+from imgsearch.models.val_retrieval import leave_one_out_accuracy
 from imgsearch.utils.tracking import is_wandb
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ class ImageClassifier(L.LightningModule):
     :mod:`imgsearch.models.attributes`). ``attribute_detach`` (default): the heads read the pooled features
     without back-propagating into them, so the search vector is the category-only one; ``False`` shares them
     (better tags, a worse search vector: docs/results.md).
+
+    ``val_retrieval``: also log ``val/map_at_r`` and ``val/recall_at_1``, the val photos querying each other
+    by their ``features`` vectors, relevant = same metric label (4th batch element, else the category; see
+    :mod:`imgsearch.models.val_retrieval`), so a checkpoint can be chosen by retrieval.
     """
 
     def __init__(
@@ -148,6 +153,7 @@ class ImageClassifier(L.LightningModule):
         attribute_weight: float = 1.0,
         min_confidence: float = 0.5,
         attribute_detach: bool = True,
+        val_retrieval: bool = False,
     ) -> None:
         super().__init__()
         num_classes = int(num_classes)
@@ -236,6 +242,8 @@ class ImageClassifier(L.LightningModule):
         self.test_metrics = _stage_metrics(num_classes, "test/")
         self.test_confmat = MulticlassConfusionMatrix(num_classes)
         self.confusion_matrix_path: Path | None = None
+        # (features, metric labels) of the current validation epoch, for val/map_at_r (val_retrieval)
+        self._val_vectors: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # ------------------------------------------------------------------------------------------ properties
 
@@ -330,6 +338,9 @@ class ImageClassifier(L.LightningModule):
         pooled = self.backbone(images)
         logits = self.head(pooled)
         loss = self.criterion(logits, targets)
+        if stage == "val" and self.hparams.get("val_retrieval"):
+            labels = batch[3] if len(batch) >= 4 else targets
+            self._val_vectors.append((self._retrieval_vector(pooled.detach()).float().cpu(), labels.cpu()))
         if stage == "train" and self.metric_loss is not None:
             metric_targets = batch[3] if len(batch) >= 4 else targets
             embeddings = self.neck(pooled) if self.neck is not None else pooled
@@ -382,6 +393,24 @@ class ImageClassifier(L.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         return self._shared_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_vectors = []
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.hparams.get("val_retrieval") or not self._val_vectors:
+            return
+        vectors = torch.cat([v for v, _ in self._val_vectors])
+        labels = torch.cat([lbl for _, lbl in self._val_vectors])
+        self._val_vectors = []
+        scores = leave_one_out_accuracy(vectors, labels)
+        if scores is None:
+            if not self.trainer.sanity_checking:
+                log.warning("val/map_at_r not logged: no val label has two photos in %d photos", len(labels))
+            return
+        # per rank under DDP (each rank's share of the val photos)
+        for name, value in scores.items():
+            self.log(f"val/{name}", value, prog_bar=name == "map_at_r")
 
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         return self._shared_step(batch, self.test_metrics, "test")

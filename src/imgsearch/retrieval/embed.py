@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from imgsearch.data.datamodule import default_num_workers
 from imgsearch.data.dataset import CatalogueDataset, collate_skip_none
 from imgsearch.data.transforms import PIXEL_SIZE, draft_size_for, eval_transform, pixel_transform
+from imgsearch.retrieval.expansion import mean_of_views
 from imgsearch.utils.progress import is_terminal
 
 try:  # private in Lightning 2.x; without it the spawn guard is skipped, nothing else changes
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 MODEL_KINDS: tuple[str, ...] = ("features", "probs")
 ATTRIBUTE_KIND_PREFIX = "attr:"  # the classifier's predict_step keys of its attribute heads
 PIXELS = "pixels"
+FEATURES = "features"  # the retrieval vector, the kind flip averaging applies to
 KINDS: tuple[str, ...] = (*MODEL_KINDS, PIXELS)
 
 
@@ -86,10 +88,13 @@ def prediction_trainer_kwargs(trainer_kwargs: Mapping[str, Any] | None) -> dict[
 class _Embedder(L.LightningModule):
     """Wraps a classifier (or nothing, for pixels) so ``Trainer.predict`` yields the requested kinds."""
 
-    def __init__(self, module: L.LightningModule | None, kinds: Sequence[str]) -> None:
+    def __init__(
+        self, module: L.LightningModule | None, kinds: Sequence[str], flip_average: bool = False
+    ) -> None:
         super().__init__()
         self.inner = module
         self.kinds = tuple(kinds)
+        self.flip_average = bool(flip_average)
 
     def predict_step(self, batch: Any, batch_idx: int = 0) -> dict[str, torch.Tensor] | None:
         if batch is None:  # every image of the batch was unreadable (collate_skip_none)
@@ -101,6 +106,9 @@ class _Embedder(L.LightningModule):
         else:
             pred = self.inner.predict_step(batch, batch_idx)
             out.update({k: pred[k] for k in self.kinds})
+            if self.flip_average and FEATURES in self.kinds:
+                mirrored = self.inner.predict_step((torch.flip(images, dims=[-1]), None, rows), batch_idx)
+                out[FEATURES] = mean_of_views(pred[FEATURES], mirrored[FEATURES])
         return out
 
 
@@ -163,6 +171,7 @@ def embed_catalogue(
     draft: bool = True,
     runtime: Any = "torch",
     checkpoint: str | None = None,
+    flip_average: bool = False,
 ) -> Embeddings:
     """Embed every row of ``df`` (a catalogue table) with ``Trainer.predict``.
 
@@ -182,6 +191,8 @@ def embed_catalogue(
             :func:`imgsearch.models.export.select_runtime`; falls back to PyTorch with a logged reason), or an
             already checked :class:`~imgsearch.models.export.OnnxEmbedder`.
         checkpoint: the module's checkpoint file, where its ONNX export is cached.
+        flip_average: ``features`` = the normalised mean of each image's and its mirror image's vectors
+            (:func:`imgsearch.retrieval.expansion.flip_averaged`); queries should be embedded the same way.
 
     Returns:
         :class:`Embeddings`.
@@ -233,7 +244,7 @@ def embed_catalogue(
         log.info("the ONNX export %s has no output %s: embedding with PyTorch", engine.path, missing)
         engine = None
     if engine is not None:
-        parts = [_onnx_part(engine, batch, kinds) for batch in loader if batch is not None]
+        parts = [_onnx_part(engine, batch, kinds, flip_average) for batch in loader if batch is not None]
         return _finish(merge_parts(parts, kinds, len(table)), table)
     collector = _Collect()
     kwargs = prediction_trainer_kwargs(trainer_kwargs)
@@ -245,7 +256,7 @@ def embed_catalogue(
             f"strategy {type(trainer.strategy).__name__} with a spawn/fork launcher cannot return embeddings "
             "to this process; use strategy='ddp' (one process per device, started by Lightning or torchrun)"
         )
-    embedder = _Embedder(wrapped, kinds).eval()
+    embedder = _Embedder(wrapped, kinds, flip_average=flip_average).eval()
     trainer.predict(embedder, dataloaders=loader, return_predictions=False)
 
     return _finish(merge_parts(_gather(collector.parts), kinds, len(table)), table)
@@ -278,10 +289,16 @@ def _resolve_runtime(
     )
 
 
-def _onnx_part(engine: Any, batch: Any, kinds: Sequence[str]) -> dict[str, np.ndarray]:
+def _onnx_part(
+    engine: Any, batch: Any, kinds: Sequence[str], flip_average: bool = False
+) -> dict[str, np.ndarray]:
     images, _, rows = batch
     out = engine(images)
-    return {"row": rows.long().numpy()} | {k: out[k].astype(np.float32, copy=False) for k in kinds}
+    part = {"row": rows.long().numpy()} | {k: out[k].astype(np.float32, copy=False) for k in kinds}
+    if flip_average and FEATURES in kinds:
+        mirrored = np.asarray(engine(torch.flip(images, dims=[-1]))[FEATURES], dtype=np.float32)
+        part[FEATURES] = mean_of_views(torch.from_numpy(part[FEATURES]), torch.from_numpy(mirrored)).numpy()
+    return part
 
 
 def _finish(merged: dict[str, np.ndarray], table: pd.DataFrame) -> Embeddings:

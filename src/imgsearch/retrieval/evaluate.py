@@ -110,6 +110,7 @@ def _embed_all(
     trainer_kwargs: Mapping[str, Any] | None,
     pixel_size: int,
     runtime: Any = "torch",
+    flip_average: bool = False,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[dict[str, str]]]:
     """Vectors per kind for catalogue ``rows``; returns ``(vectors, position of each row or -1, skipped)``."""
     subset = catalogue.iloc[rows]
@@ -133,6 +134,7 @@ def _embed_all(
             trainer_kwargs=trainer_kwargs,
             pixel_size=pixel_size,
             runtime=runtime,
+            flip_average=flip_average,
         )
         kept_sets.append((emb, run))
         skipped.extend(s for s in emb.skipped if s not in skipped)
@@ -256,6 +258,7 @@ def evaluate_retrieval(
     trainer_kwargs: Mapping[str, Any] | None = None,
     search_batch_size: int = 4096,
     runtime: Any = "torch",
+    flip_average: bool = False,
 ) -> EvalReport:
     """Evaluate retrieval on ``catalogue`` with ``module``'s embeddings under every requested option.
 
@@ -322,6 +325,7 @@ def evaluate_retrieval(
         trainer_kwargs=trainer_kwargs,
         pixel_size=pixel_size,
         runtime=runtime,
+        flip_average=flip_average,
     )
     run = _Runs(
         table,

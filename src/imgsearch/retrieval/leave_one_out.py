@@ -15,19 +15,25 @@ from imgsearch.retrieval.scoring import search_relevance
 
 
 def leave_one_out_scores(
-    vectors: np.ndarray, keys: Sequence[str] | np.ndarray, ks: Sequence[int] = (1, 5, 10)
+    vectors: np.ndarray,
+    keys: Sequence[str] | np.ndarray,
+    ks: Sequence[int] = (1, 5, 10),
+    gallery: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Mean metrics (``recall@1``, ``MAP@R``, ...), every row querying all other rows; relevant = same key.
 
     Rows whose key has no other row are left out of the averages (counted in ``queries_without_relevant``).
+    ``gallery``: the rows' vectors as searched, when they differ from the query vectors (query expansion,
+    DBA: :mod:`imgsearch.retrieval.expansion`); row i is still never its own match.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    searched = vectors if gallery is None else np.ascontiguousarray(gallery, dtype=np.float32)
     keys = np.asarray([str(k) for k in keys], dtype=object)
-    if len(vectors) != len(keys):
-        raise ValueError(f"{len(vectors)} vectors for {len(keys)} keys")
+    if len(vectors) != len(keys) or searched.shape != vectors.shape:
+        raise ValueError(f"{len(vectors)} vectors, {len(searched)} gallery vectors for {len(keys)} keys")
     n = len(vectors)
     scores, kept, _, _, _ = search_relevance(
-        vectors, vectors, keys, keys, ks=ks, query_self=np.arange(n, dtype=np.int64)
+        vectors, searched, keys, keys, ks=ks, query_self=np.arange(n, dtype=np.int64)
     )
     out = summarize(scores)
     out["queries"] = len(kept)
@@ -35,19 +41,43 @@ def leave_one_out_scores(
     return out
 
 
-def embed_rows(model: object, image_paths: Sequence[str], batch_size: int = 32) -> np.ndarray:
-    """``model.embed(x, "features")`` of each image, through the model's own eval preprocessing."""
+def expanded(
+    vectors: np.ndarray, dba: int = 0, qe: int = 0, alpha: float = 3.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(queries, gallery)`` for leave-one-out after DBA on the gallery (``dba`` neighbours, itself
+    included) and alpha-QE of the queries against it (``qe`` neighbours, never the query's own row); both 0 =
+    the vectors as they are."""
+    from imgsearch.retrieval.expansion import alpha_query_expansion, database_augmentation
+
+    if not dba and not qe:
+        return vectors, vectors
+    gallery = database_augmentation(vectors, k=dba, alpha=alpha) if dba else vectors
+    queries = alpha_query_expansion(vectors, gallery, k=qe, alpha=alpha, exclude_self=True) if qe else gallery
+    return queries, gallery
+
+
+def embed_rows(
+    model: object, image_paths: Sequence[str], batch_size: int = 32, flip_average: bool = False
+) -> np.ndarray:
+    """``model.embed(x, "features")`` of each image, through the model's own eval preprocessing;
+    ``flip_average``: the normalised mean with its mirror image's (:func:`~imgsearch.retrieval.expansion.
+    flip_averaged`)."""
     import torch
 
     from imgsearch.data.images import load_image
     from imgsearch.data.transforms import eval_transform
+    from imgsearch.retrieval.expansion import flip_averaged
 
     transform = eval_transform(model.data_config)  # type: ignore[attr-defined]
     out = []
     with torch.inference_mode():
         for start in range(0, len(image_paths), batch_size):
             batch = torch.stack([transform(load_image(p)) for p in image_paths[start : start + batch_size]])
-            out.append(model.embed(batch, "features").float().numpy())  # type: ignore[attr-defined]
+            if flip_average:
+                vec = flip_averaged(lambda x: model.embed(x, "features"), batch)  # type: ignore[attr-defined]
+            else:
+                vec = model.embed(batch, "features")  # type: ignore[attr-defined]
+            out.append(vec.float().numpy())
     return np.concatenate(out)
 
 
@@ -83,14 +113,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         "--splits", nargs="*", default=["test"], help="rows that query each other; none = all"
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--flip-average", action="store_true", help="mean of each photo and its mirror")
+    parser.add_argument("--dba", type=int, default=0, help="database-side augmentation with K neighbours")
+    parser.add_argument("--qe", type=int, default=0, help="alpha query expansion with K neighbours")
+    parser.add_argument("--alpha", type=float, default=3.0, help="QE/DBA neighbour weight sim**alpha")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     table = read_catalogue(args.catalogue)
     if args.splits:
         table = table[table["split"].isin(args.splits)]
     model = load_classifier(args.checkpoint).eval() if args.checkpoint else _PooledFeatures(args.backbone)
-    vectors = embed_rows(model, table["image_path"].astype(str).tolist())
-    result = leave_one_out_scores(vectors, table["product_id"].astype(str).to_numpy())
+    vectors = embed_rows(model, table["image_path"].astype(str).tolist(), flip_average=args.flip_average)
+    queries, gallery = expanded(vectors, dba=args.dba, qe=args.qe, alpha=args.alpha)
+    result = leave_one_out_scores(queries, table["product_id"].astype(str).to_numpy(), gallery=gallery)
     result["products"] = int(table["product_id"].nunique())
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
     return result

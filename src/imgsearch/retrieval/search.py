@@ -34,7 +34,8 @@ from imgsearch.retrieval.colour import (
     load_colour_part,
     rerank_by_colour,
 )
-from imgsearch.retrieval.embed import PIXELS
+from imgsearch.retrieval.embed import FEATURES, PIXELS
+from imgsearch.retrieval.expansion import mean_of_views
 from imgsearch.retrieval.filters import ItemFilter
 from imgsearch.retrieval.hit_rows import HitRows
 from imgsearch.retrieval.hybrid import MemoryText, check_colour_weight, fuse_with_text, in_colour_filters
@@ -354,8 +355,20 @@ class Searcher:
         else:
             pred = self.module.predict_step(self._batch(images, self.transform))
             vectors, probs = pred[self.kind], pred["probs"]
+        if self.kind == FEATURES and self.manifest.get(
+            "flip_average"
+        ):  # the index holds flip-averaged vectors
+            vectors = self._flip_averaged(images, vectors)
         out_probs = None if probs is None else probs.float().cpu().numpy()
         return prepare_vectors(vectors.float().cpu().numpy(), normalize=self.normalize), out_probs
+
+    def _flip_averaged(self, images: Sequence[Image.Image], own: torch.Tensor) -> torch.Tensor:
+        mirrored = [to_rgb(im).transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images]
+        if self.onnx is not None:
+            other = torch.from_numpy(self.onnx(self._batch(mirrored, self.transform))[self.kind])
+        else:
+            other = self.module.predict_step(self._batch(mirrored, self.transform))[self.kind]
+        return mean_of_views(own, other)
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         scores, ids = np.asarray(scores), np.asarray(ids)
