@@ -150,3 +150,30 @@ def test_a_selective_filter_on_hnsw_finds_the_exact_top_k(tmp_path):
     mask = filter_mask(items, {"brand": brand})
     expected = np.flatnonzero(mask)[np.argsort(-(x[mask] @ x[0]))[:5]]
     assert [h.item_id for h in result.hits] == items["item_id"].iloc[expected].astype(str).tolist()
+
+
+def test_a_filtered_search_survives_faiss_torch_utils(tmp_path):
+    """pytorch-metric-learning's samplers import faiss.contrib.torch_utils, which replaces Index.search with a
+    wrapper that takes no params=; a search after a metric-learning training must still filter."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import faiss, numpy as np
+        import faiss.contrib.torch_utils  # noqa: F401  the import that patches every index class
+        from imgsearch.retrieval.index import search_batched, search_params
+        x = np.random.default_rng(0).standard_normal((200, 8)).astype("float32")
+        index = faiss.IndexFlatIP(8)
+        index.add(x)
+        keep = np.arange(0, 200, 7)
+        _, ids = search_batched(index, x[:3], 5, params=search_params(index, ids=keep))
+        assert hasattr(index, "search_numpy"), "torch_utils did not patch: the test proves nothing"
+        assert set(ids.ravel().tolist()) <= set(keep.tolist()), ids
+        print("ok", ids[0].tolist())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok")

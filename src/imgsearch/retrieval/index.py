@@ -270,7 +270,10 @@ def search_batched(
         if params is None:
             d, i = index.search(q[start:stop], k)
         else:
-            d, i = index.search(q[start:stop], k, params=params)
+            # pytorch-metric-learning imports faiss.contrib.torch_utils, which swaps every index's search for
+            # one without params= and keeps the original as search_numpy: a filter must not depend on imports.
+            search = getattr(index, "search_numpy", index.search)
+            d, i = search(q[start:stop], k, params=params)
         scores[start:stop], ids[start:stop] = d, i
     return scores, ids
 
