@@ -77,7 +77,9 @@ def test_words_with_nothing_to_search_or_too_long_are_400(client, shop, bad):
         assert r.json()["reason"] == "bad_query" and r.json()["detail"]
 
 
-@pytest.mark.parametrize("syntax", ["AND", "red AND", "NEAR(", "NEAR(red", "red NEAR(", '"red', "red*", "OR OR"])
+@pytest.mark.parametrize(
+    "syntax", ["AND", "red AND", "NEAR(", "NEAR(red", "red NEAR(", '"red', "red*", "OR OR"]
+)
 def test_fts5_operators_are_searched_as_plain_words_never_a_500(client, syntax):
     # user words are quoted before FTS5 sees them: its operators are words, so there is no syntax to break
     r = client.get("/search", params={"q": syntax})
