@@ -10,6 +10,7 @@ explicitly; that one is still checked for dimension, backbone and preprocessing
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -51,6 +52,7 @@ from imgsearch.retrieval.index import (
     set_search_params,
 )
 from imgsearch.retrieval.live import LiveIndex, is_live
+from imgsearch.retrieval.live_attributes import LiveColourParts, new_item_extras, write_colour_parts
 from imgsearch.retrieval.locations import resolve_checkpoint_path
 from imgsearch.retrieval.text import match_expression
 
@@ -191,6 +193,8 @@ class Searcher:
         self._search_params = search_params or (manifest.get("index") or {}).get("search_params")
         # colour part (retrieval/colour.py) and words over a built index's items (retrieval/hybrid.py)
         self.colour_parts: np.ndarray | None = None
+        self._colour_base: np.ndarray | None = None  # colour.npy; a live catalogue adds its new items' parts
+        self._live_colour: LiveColourParts | None = None
         self._memory_text: Any = None
         self._adopt_items()
 
@@ -204,6 +208,22 @@ class Searcher:
         self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object), ids)
         self._max_views = int(self.items.groupby("product_id").size().max()) if len(self.items) else 1
         set_search_params(self.index, self._search_params)
+        self._adopt_colour()
+
+    @property
+    def has_colour_part(self) -> bool:
+        return self._colour_base is not None
+
+    def _adopt_colour(self) -> None:
+        """The colour parts by vector id: the build's, plus (live) those of items added since."""
+        if self._colour_base is None or self.live is None:
+            self.colour_parts = self._colour_base
+            return
+        if self._live_colour is None:
+            self._live_colour = LiveColourParts(self._colour_base)
+        top = int(self.items.index.max()) if len(self.items) else 0
+        with self.live.store.transaction(write=False) as conn:
+            self.colour_parts = self._live_colour.refresh(conn, top)
 
     def _sync(self) -> None:
         """See what other processes committed to a live catalogue since the last query."""
@@ -251,7 +271,8 @@ class Searcher:
             image_root=image_root, search_params=search_params, runtime=runtime, live=live,
         )  # fmt: skip
         searcher.index_dir, searcher._image_root = str(index_dir), image_root
-        searcher.colour_parts = load_colour_part(index_dir, searcher.manifest)
+        searcher._colour_base = load_colour_part(index_dir, searcher.manifest)
+        searcher._adopt_colour()
         return searcher
 
     @classmethod
@@ -410,7 +431,7 @@ class Searcher:
             raise ValueError(f"k must be >= 1, got {k}")
         if not images:
             return []
-        weight = check_colour_weight(colour_weight, self.colour_parts, self.live is not None)
+        weight = check_colour_weight(colour_weight, self.colour_parts)
         if colour is not None:
             filters = {**dict(filters or {}), **in_colour_filters(self.items, self.manifest, colour)}
             restrict_to_predicted = self.module is not None and bool(self.module.class_names)
@@ -627,8 +648,11 @@ class Searcher:
         if not len(rows):
             return {"added": 0, "item_ids": [], "skipped": skipped}
         parts = [self.embed(images[s : s + batch_size])[0] for s in range(0, len(images), batch_size)]
+        # the same model's colour part and predicted columns as the build's items (retrieval/live_attributes)
+        rows, colour = new_item_extras(self, rows, images, batch_size)
+        on_insert = None if colour is None else functools.partial(_write_colour, parts=colour)
         with self._lock:
-            live.add(rows, np.vstack(parts), mode=mode)
+            live.add(rows, np.vstack(parts), mode=mode, on_insert=on_insert)
             self._adopt_items()
         return {"added": len(rows), "item_ids": rows["item_id"].astype(str).tolist(), "skipped": skipped}
 
@@ -705,6 +729,10 @@ class Searcher:
                 exclude_items=exclude,
             )[0]  # fmt: skip
         return SearchResult(str(row["label"]) or None, None, result.hits)
+
+
+def _write_colour(conn: Any, vector_ids: list[int], *, parts: np.ndarray) -> None:
+    write_colour_parts(conn, vector_ids, parts)
 
 
 def _text(value: Any) -> str:

@@ -64,7 +64,7 @@ def word_options(
         if getattr(searcher, "colour_parts", None) is None:
             from imgsearch.retrieval.hybrid import check_colour_weight
 
-            check_colour_weight(colour_weight, None, False)  # raises NoColourPartError with the reason
+            check_colour_weight(colour_weight, None)  # raises NoColourPartError with the reason
         options["colour_weight"] = float(colour_weight)
     if colour is not None:
         if not hasattr(searcher, "manifest"):
