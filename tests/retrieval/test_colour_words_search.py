@@ -86,3 +86,15 @@ def test_words_alone_and_with_a_photo(shop: Path) -> None:
     assert searcher.search_text("NEAR( tote", k=2).hits
     with pytest.raises(TextQueryError):
         searcher.search([Image.open(shop / "shoes-blue-0.png")], k=3, q="***")
+
+
+def test_the_query_colour_comes_from_the_same_forward_pass_as_its_vector(shop: Path) -> None:
+    searcher = Searcher.from_index_dir(shop / "index")
+    photos = [Image.open(shop / "bags-red-0.png"), Image.open(shop / "shoes-blue-3.png")]
+    vectors, probs, colour = searcher._embed(photos, colour=True)
+    assert np.allclose(colour, searcher._colour_query(photos), atol=1e-6)  # the colour head run on its own
+    assert colour[0].argmax() == 1 and colour[1].argmax() == 0  # classes [Blue, Red]
+    plain_vectors, plain_probs = searcher.embed(photos)
+    assert np.array_equal(vectors, plain_vectors) and np.array_equal(probs, plain_probs)
+    assert searcher._embed(photos)[2] is None  # no colour asked, none computed
+    assert searcher.in_colour_filter("red") == {"baseColour": "Red"}  # any case

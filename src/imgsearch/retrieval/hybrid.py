@@ -69,10 +69,15 @@ def colour_column(items: pd.DataFrame, manifest: dict[str, Any]) -> str:
     )
 
 
+def known_colour_values(items: pd.DataFrame, manifest: dict[str, Any]) -> tuple[str, list[str]]:
+    """``(the colour column, its distinct non-empty values, sorted)``."""
+    column = colour_column(items, manifest)
+    return column, sorted(set(items[column].astype(str).unique().tolist()) - {""})
+
+
 def in_colour_filters(items: pd.DataFrame, manifest: dict[str, Any], colour: str) -> dict[str, Any]:
     """The metadata filter of "in colour ``colour``"; :class:`UnknownColourError` lists the known ones."""
-    column = colour_column(items, manifest)
-    known = sorted({str(v) for v in items[column].tolist()} - {""})
+    column, known = known_colour_values(items, manifest)
     return colour_filter(colour, known, column)
 
 

@@ -35,9 +35,9 @@ from imgsearch.retrieval.colour import (
     load_colour_part,
     rerank_by_colour,
 )
-from imgsearch.retrieval.embed import PIXELS
+from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX, PIXELS
 from imgsearch.retrieval.filters import ItemFilter
-from imgsearch.retrieval.hybrid import MemoryText, check_colour_weight, fuse_with_text, in_colour_filters
+from imgsearch.retrieval.hybrid import MemoryText, check_colour_weight, fuse_with_text, known_colour_values
 from imgsearch.retrieval.index import (
     SUBSET_MAX,
     IndexCompatibilityError,
@@ -54,7 +54,7 @@ from imgsearch.retrieval.index import (
 from imgsearch.retrieval.live import LiveIndex, is_live
 from imgsearch.retrieval.live_attributes import LiveColourParts, new_item_extras, write_colour_parts
 from imgsearch.retrieval.locations import resolve_checkpoint_path
-from imgsearch.retrieval.text import match_expression
+from imgsearch.retrieval.text import colour_filter, match_expression
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,8 @@ class Searcher:
         if self.live is not None:
             self.index, self.items = self.live.index, self.live.items
         self._item_positions: pd.Index | None = None
+        self._vector_ids: dict[str, int] | None = None  # item id -> vector id, for fusing words
+        self._known_colours: tuple[str, list[str]] | None = None  # (colour column, its values)
         self._filter = ItemFilter(self.items)
         ids = self.items.index.to_numpy(dtype=np.int64)
         self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object), ids)
@@ -354,10 +356,18 @@ class Searcher:
     def _batch(self, images: Sequence[Image.Image], transform: Any) -> torch.Tensor:
         return torch.stack([transform(to_rgb(im)) for im in images]).to(self.device)
 
-    @torch.inference_mode()
     def embed(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
         """``(query vectors prepared for the index, class probabilities or None)``."""
-        probs = None
+        vectors, probs, _ = self._embed(images)
+        return vectors, probs
+
+    @torch.inference_mode()
+    def _embed(
+        self, images: Sequence[Image.Image], colour: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """:meth:`embed` plus, with ``colour``, the photos' colour part, from the same forward pass where the
+        model gives it (PyTorch; ONNX and pixel indexes run the colour head apart)."""
+        probs, colour_query = None, None
         if self.kind == PIXELS:
             vectors = self._batch(images, self.transform).flatten(1)
             if self.module is not None:
@@ -368,8 +378,14 @@ class Searcher:
         else:
             pred = self.module.predict_step(self._batch(images, self.transform))
             vectors, probs = pred[self.kind], pred["probs"]
+            head = ATTRIBUTE_KIND_PREFIX + str((self.manifest.get("colour") or {}).get("attribute"))
+            if colour and pred.get(head) is not None:
+                colour_query = colour_part(pred[head].float().cpu().numpy())
+        if colour and colour_query is None:
+            colour_query = self._colour_query(images)
         out_probs = None if probs is None else probs.float().cpu().numpy()
-        return prepare_vectors(vectors.float().cpu().numpy(), normalize=self.normalize), out_probs
+        vectors = prepare_vectors(vectors.float().cpu().numpy(), normalize=self.normalize)
+        return vectors, out_probs, colour_query
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         hits = []
@@ -433,14 +449,13 @@ class Searcher:
             return []
         weight = check_colour_weight(colour_weight, self.colour_parts)
         if colour is not None:
-            filters = {**dict(filters or {}), **in_colour_filters(self.items, self.manifest, colour)}
+            filters = {**dict(filters or {}), **self.in_colour_filter(colour)}
             restrict_to_predicted = self.module is not None and bool(self.module.class_names)
         if q is not None:
             match_expression(q)  # bad words fail before the model runs
         if restrict_to_predicted and not (self.module is not None and self.module.class_names):
             raise ValueError("restrict_to_predicted needs a classifier; this index has none")
-        vectors, probs = self.embed(images)
-        colour_query = self._colour_query(images) if weight else None
+        vectors, probs, colour_query = self._embed(images, colour=bool(weight))
         fetch = max(k * 10, 200) if q is not None else k  # the photo ranking that words fuse with
         results = self.search_vectors(
             vectors, probs, fetch, restrict_to_predicted=restrict_to_predicted, filters=filters,
@@ -449,6 +464,15 @@ class Searcher:
         if q is None:
             return results
         return [self._fuse_words(r, q, k, text_weight, filters, group_by_product) for r in results]
+
+    def in_colour_filter(self, colour: str) -> dict[str, Any]:
+        """The filter of "in colour c"; the catalogue's colours are listed once per catalogue state."""
+        with self._lock:
+            self._sync()
+            if self._known_colours is None:
+                self._known_colours = known_colour_values(self.items, self.manifest)
+            column, known = self._known_colours
+        return colour_filter(colour, known, column)
 
     def _colour_query(self, images: Sequence[Image.Image]) -> np.ndarray:
         attr = str(self.manifest["colour"]["attribute"])
@@ -469,7 +493,13 @@ class Searcher:
     def _fuse_words(
         self, result: SearchResult, q: str, k: int, text_weight: float, filters: Any, group: bool
     ) -> SearchResult:
-        vid = pd.Series(self.items.index.to_numpy(), index=self.items["item_id"].astype(str).to_numpy())
+        with self._lock:
+            if self._vector_ids is None:  # once per catalogue state, not per query
+                self._vector_ids = dict(
+                    zip(self.items["item_id"].astype(str), self.items.index.to_numpy(dtype=np.int64).tolist(),
+                        strict=True)
+                )  # fmt: skip
+            vid = self._vector_ids
         text_ids, _ = self._text_ids(q, max(k * 10, 200), filters)
         ids, scores = fuse_with_text([int(vid[h.item_id]) for h in result.hits], text_ids, text_weight,
                                      k * self._max_views if group else k)  # fmt: skip

@@ -14,7 +14,6 @@ Bad words, a colour weight on an index without a colour part and an unknown colo
 ``400`` with the reason (an unknown colour's answer lists the known ones, also as ``known``), never a 500.
 """
 
-
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -67,11 +66,9 @@ def word_options(
             check_colour_weight(colour_weight, None)  # raises NoColourPartError with the reason
         options["colour_weight"] = float(colour_weight)
     if colour is not None:
-        if not hasattr(searcher, "manifest"):
+        if not hasattr(searcher, "in_colour_filter"):
             raise TextQueryError("this searcher cannot search 'in colour c'")
-        from imgsearch.retrieval.hybrid import in_colour_filters
-
-        in_colour_filters(_catalogue(searcher), searcher.manifest, colour)  # UnknownColourError
+        searcher.in_colour_filter(colour)  # UnknownColourError, listing the known colours
         options["colour"] = colour
     return options
 
@@ -94,10 +91,6 @@ def colour_facet(searcher: Any, items: pd.DataFrame) -> dict[str, Any]:
     out["column"] = column
     out["values"] = sorted(counts.index[:MAX_COLOURS].tolist(), key=str.casefold)
     return out
-
-
-def _catalogue(searcher: Any) -> pd.DataFrame:
-    return searcher.catalogue() if hasattr(searcher, "catalogue") else searcher.items
 
 
 def tag_image(searcher: Any, image: Any, min_confidence: float | None = None) -> TagResponse:
