@@ -388,24 +388,33 @@ class Searcher:
         return vectors, out_probs, colour_query
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
+        # -1: fewer items than k (or than k in the category)
+        found = [(float(s), int(i)) for s, i in zip(scores, ids, strict=True) if i >= 0]
+        if not found:
+            return []
+        # one lookup of all the rows, not one per hit: words fuse 200 candidates per query
+        rows = self.items.loc[[i for _, i in found]]
+
+        def column(name: str) -> list[Any]:
+            return rows[name].tolist() if name in rows.columns else [""] * len(rows)
+
+        names = ("item_id", "product_id", "label", "title", "brand", "price", "image_path", "currency", "url")
+        item, product, label, title, brand, price, path, currency, url = (column(c) for c in names)
         hits = []
-        for score, i in zip(scores, ids, strict=True):
-            if i < 0:
-                continue  # fewer items than k (or than k in the category)
-            row = self.items.loc[int(i)]
+        for j, (score, _) in enumerate(found):
             hits.append(
                 SearchHit(
-                    rank=len(hits) + 1,
-                    item_id=str(row["item_id"]),
-                    product_id=str(row["product_id"]),
-                    label=str(row["label"]),
-                    title=str(row["title"]),
-                    brand=str(row["brand"]),
-                    price=optional_price(row["price"]),
-                    image_path=str(row["image_path"]),
-                    score=float(score),
-                    currency=_text(row.get("currency", "")),
-                    url=_text(row.get("url", "")),
+                    rank=j + 1,
+                    item_id=str(item[j]),
+                    product_id=str(product[j]),
+                    label=str(label[j]),
+                    title=str(title[j]),
+                    brand=str(brand[j]),
+                    price=optional_price(price[j]),
+                    image_path=str(path[j]),
+                    score=score,
+                    currency=_text(currency[j]),
+                    url=_text(url[j]),
                 )
             )
         return hits
@@ -455,7 +464,10 @@ class Searcher:
             match_expression(q)  # bad words fail before the model runs
         if restrict_to_predicted and not (self.module is not None and self.module.class_names):
             raise ValueError("restrict_to_predicted needs a classifier; this index has none")
-        vectors, probs, colour_query = self._embed(images, colour=bool(weight))
+        if weight:  # the colour part from the same forward pass
+            vectors, probs, colour_query = self._embed(images, colour=True)
+        else:
+            (vectors, probs), colour_query = self.embed(images), None
         fetch = max(k * 10, 200) if q is not None else k  # the photo ranking that words fuse with
         results = self.search_vectors(
             vectors, probs, fetch, restrict_to_predicted=restrict_to_predicted, filters=filters,
@@ -579,9 +591,12 @@ class Searcher:
         if restrict_to_predicted:
             members = self._members_of_label
             if allowed is not None:
-                mask = self.items.index.isin(allowed)
-                labels = self.items["label"].astype(str).where(mask).to_numpy(dtype=object)
-                members = group_members(labels, self.items.index.to_numpy(dtype=np.int64))
+                # the predicted categories' members that pass the filter: O(members + allowed) per query
+                of_label, passing = self._members_of_label, np.asarray(allowed, dtype=np.int64)
+
+                def members(value: Any) -> np.ndarray:
+                    return np.intersect1d(of_label(value), passing, assume_unique=True)
+
             s, ids = search_within_groups(self.index, vectors, k_eff, categories, members)
         elif allowed is not None:
             if len(allowed) == 0:
