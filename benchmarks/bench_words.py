@@ -114,14 +114,18 @@ def _searcher(directory: Path, module: Any) -> Any:
     return searcher
 
 
-def _ms(fn: Any, queries: list[Any]) -> float:
-    fn(queries[0])  # warm-up (first FTS5 use, FAISS and torch caches)
-    times = []
-    for q in queries:
-        t = time.perf_counter()
-        fn(q)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+def _ms(cases: dict[str, Any], n_queries: int) -> dict[str, float]:
+    """Median ms per case; the cases take turns on each query, so a busy moment of the shared machine falls on
+    all of them alike and the ratios stay comparable."""
+    for fn in cases.values():
+        fn(0)  # warm-up (first FTS5 use, FAISS and torch caches, per-catalogue lookups)
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for i in range(n_queries):
+        for name, fn in cases.items():
+            t = time.perf_counter()
+            fn(i)
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(v) * 1000 for name, v in times.items()}
 
 
 def run(n: int, factory: str, n_queries: int, input_size: int, full: bool = False) -> dict[str, Any]:
@@ -152,8 +156,7 @@ def run(n: int, factory: str, n_queries: int, input_size: int, full: bool = Fals
             "photo + colour weight 1": lambda i: searcher.search([photos[i]], k=k, colour_weight=1.0),
             "photo + in colour c": lambda i: searcher.search([photos[i]], k=k, colour="Red"),
         }
-        idx = list(range(n_queries))
-        ms = {name: _ms(fn, idx) for name, fn in cases.items()}
+        ms = _ms(cases, n_queries)
         for name, value in ms.items():
             log(f"{NAME}: {name}: {value:.1f} ms")
         vectors, _ = searcher.embed(photos)
@@ -170,7 +173,7 @@ def run(n: int, factory: str, n_queries: int, input_size: int, full: bool = Fals
                 vectors[i : i + 1], None, k, colour_weight=1.0, colour_query=parts[i : i + 1]
             ),
         }
-        bare_ms = {name: _ms(fn, idx) for name, fn in bare.items()}
+        bare_ms = _ms(bare, n_queries)
         base = ms["photo"]
         rows = [
             [name, round(v, 1), round(v / base, 2), round(bare_ms[name], 2) if name in bare_ms else ""]

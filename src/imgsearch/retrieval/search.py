@@ -469,13 +469,21 @@ class Searcher:
         else:
             (vectors, probs), colour_query = self.embed(images), None
         fetch = max(k * 10, 200) if q is not None else k  # the photo ranking that words fuse with
-        results = self.search_vectors(
-            vectors, probs, fetch, restrict_to_predicted=restrict_to_predicted, filters=filters,
-            group_by_product=group_by_product and q is None, colour_weight=weight, colour_query=colour_query,
-        )  # fmt: skip
+        options = dict(restrict_to_predicted=restrict_to_predicted, filters=filters, colour_weight=weight,
+                       colour_query=colour_query)  # fmt: skip
         if q is None:
-            return results
-        return [self._fuse_words(r, q, k, text_weight, filters, group_by_product) for r in results]
+            return self.search_vectors(vectors, probs, fetch, group_by_product=group_by_product, **options)
+        if probs is None:  # the category is the neighbours' vote, which needs the hits
+            ranked = [(r.category, r.probability, [h.item_id for h in r.hits])
+                      for r in self.search_vectors(vectors, probs, fetch, **options)]  # fmt: skip
+        else:  # only the photo ranking's ids: building 200 hits to fuse would cost more than the words
+            with self._lock:
+                self._sync()
+                ranked = self._search_vectors(vectors, probs, fetch, group_by_product=False, exclude_items=(),
+                                              ranking_only=True, **options)  # fmt: skip
+        return [
+            self._fuse_words(c, p, ids, q, k, text_weight, filters, group_by_product) for c, p, ids in ranked
+        ]
 
     def in_colour_filter(self, colour: str) -> dict[str, Any]:
         """The filter of "in colour c"; the catalogue's colours are listed once per catalogue state."""
@@ -503,8 +511,10 @@ class Searcher:
             return self._memory_text.text_search(q, k, allowed)
 
     def _fuse_words(
-        self, result: SearchResult, q: str, k: int, text_weight: float, filters: Any, group: bool
-    ) -> SearchResult:
+        self, category: str | None, probability: float | None, image_ranking: Sequence[Any], q: str, k: int,
+        text_weight: float, filters: Any, group: bool,
+    ) -> SearchResult:  # fmt: skip
+        """Words fused with a photo ranking (vector ids, or item ids when they are strings)."""
         with self._lock:
             if self._vector_ids is None:  # once per catalogue state, not per query
                 self._vector_ids = dict(
@@ -513,10 +523,10 @@ class Searcher:
                 )  # fmt: skip
             vid = self._vector_ids
         text_ids, _ = self._text_ids(q, max(k * 10, 200), filters)
-        ids, scores = fuse_with_text([int(vid[h.item_id]) for h in result.hits], text_ids, text_weight,
-                                     k * self._max_views if group else k)  # fmt: skip
+        image_ids = [int(vid[i]) if isinstance(i, str) else int(i) for i in image_ranking]
+        ids, scores = fuse_with_text(image_ids, text_ids, text_weight, k * self._max_views if group else k)
         hits = self._hits(scores, ids)
-        return SearchResult(result.category, result.probability, group_hits(hits, k) if group else hits)
+        return SearchResult(category, probability, group_hits(hits, k) if group else hits)
 
     def search_text(
         self, q: str, k: int = 10, *, filters: Mapping[str, Any] | None = None, group_by_product: bool = False
@@ -565,7 +575,8 @@ class Searcher:
         exclude_items: Sequence[str],
         colour_weight: float = 0.0,
         colour_query: np.ndarray | None = None,
-    ) -> list[SearchResult]:
+        ranking_only: bool = False,
+    ) -> list[Any]:
         n = len(vectors)
         allowed = self._filter.allowed_ids(filters)
         if exclude_items:
@@ -618,6 +629,8 @@ class Searcher:
             lower = (self.manifest.get("index") or {}).get("metric") == "l2"
             s, ids = rerank_by_colour(s, ids, self.colour_parts, colour_query, colour_weight,
                                       min(wanted, k_eff), lower_is_better=lower)  # fmt: skip
+        if ranking_only:  # (category, confidence, ranked vector ids) for fusing with words
+            return [(categories[i], confidence[i], [int(v) for v in ids[i] if v >= 0]) for i in range(n)]
         results = []
         for i in range(n):
             hits = self._hits(s[i], ids[i])
