@@ -15,7 +15,7 @@ from imgsearch.retrieval.search import Searcher
 from imgsearch.serve.app import create_app
 from imgsearch.serve.batching import BatchConfig
 
-from .conftest import ColourSearcher
+from .conftest import ColourSearcher, encode, swatch
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +175,11 @@ def test_a_searcher_without_words_or_colour_still_serves_photos(colour_searcher:
     client = TestClient(create_app(colour_searcher))
     assert client.get("/facets").json()["colour"] == {"weight": False, "column": None, "values": []}
     assert client.get("/search", params={"q": "red"}).status_code == 501
+    photo = {"file": ("q.jpg", encode(swatch((200, 30, 40))), "image/jpeg")}
+    assert client.post("/search", files=photo, params={"q": "red"}).status_code == 501
+    weighted = client.post("/search", files=photo, params={"colour_weight": 1})
+    assert weighted.status_code == 400 and weighted.json()["reason"] == "no_colour_part"
+    assert client.post("/search", files=photo).status_code == 200  # the photo alone still works
 
 
 def test_openapi_lists_words_colour_and_tag(client):

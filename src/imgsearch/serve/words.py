@@ -57,6 +57,8 @@ def word_options(
     index without a colour part and an unknown colour raise what :func:`install_word_routes` answers 400."""
     options: dict[str, Any] = {}
     if q is not None:
+        if not hasattr(searcher, "search_text"):
+            raise HTTPException(501, detail="this searcher has no words search")
         match_expression(q)  # TextQueryError: nothing to search, too long
         options["q"], options["text_weight"] = q, float(text_weight)
     if colour_weight:
