@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, str] = {
     "gpu": "benchmarks.bench_gpu",
     "shard_build": "benchmarks.bench_shard_build",
     "live": "benchmarks.bench_live",
+    "words": "benchmarks.bench_words",
     "serve": "benchmarks.bench_serve",
     "runtime": "benchmarks.bench_runtime",
     "runtime_build": "benchmarks.bench_runtime_build",

@@ -7,81 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
-from imgsearch.data.schema import validate_catalogue, write_catalogue
+from colour_shop import build_colour_shop
 from imgsearch.retrieval.colour import COLOUR_FILE, NoColourPartError
 from imgsearch.retrieval.search import Searcher
 from imgsearch.retrieval.text import TextQueryError, UnknownColourError
-from retrieval_fixtures import compose
-from train_helpers import save_checkpoint
-
-SIZE = 8
-RGB = {"red": (230, 30, 30), "blue": (30, 30, 230)}
-TITLES = {"bags": "Leather Tote Bag", "shoes": "Running Shoes"}
-
-
-def _image(path: Path, band: int, colour: str, label: str) -> str:
-    arr = np.full((SIZE, SIZE, 3), 255, np.uint8)
-    if label == "bags":
-        arr[band * 2 : band * 2 + 2, :] = RGB[colour]  # a horizontal band
-    else:
-        arr[:, band * 2 : band * 2 + 2] = RGB[colour]  # a vertical one
-    Image.fromarray(arr).save(path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> Path:
     """Bags and shoes in red and blue, 4 band positions each; a raw-pixel classifier whose colour head reads
-    red minus blue from the pixels (set by hand, so what it predicts is known)."""
-    from imgsearch.models.classifier import ImageClassifier
-
-    root = tmp_path_factory.mktemp("colour_shop")
-    rows = []
-    for label in ("bags", "shoes"):
-        for colour in ("red", "blue"):
-            for band in range(4):
-                item = f"{label}-{colour}-{band}"
-                rows.append({"item_id": item, "label": label, "split": "train", "baseColour": colour.title(),
-                             "title": f"{colour.title()} {TITLES[label]}",
-                             "image_path": _image(root / f"{item}.png", band, colour, label)})  # fmt: skip
-    write_catalogue(validate_catalogue(pd.DataFrame(rows)), root / "catalogue.csv")
-    model = ImageClassifier(
-        backbone="svm", num_classes=2, class_names=["bags", "shoes"], input_size=SIZE,
-        attributes=["baseColour"], attribute_classes={"baseColour": ["Blue", "Red"]},
-    )  # fmt: skip
-    n = SIZE * SIZE
-    red_minus_blue = torch.cat([torch.ones(n), torch.zeros(n), -torch.ones(n)])  # CHW flattened
-    with torch.no_grad():
-        head = model.attribute_heads["baseColour"]
-        head.weight.copy_(torch.stack([-red_minus_blue, red_minus_blue]))
-        head.bias.zero_()
-        # the category head: horizontal (bags) vs vertical (shoes) bands, from row vs column variation
-        model.head.weight.zero_()
-        model.head.bias.zero_()
-    ckpt = save_checkpoint(model.eval(), root / "checkpoints" / "best.ckpt")
-    for name, extra in (("index", []), ("blind", ["colour_attribute=false"])):
-        from imgsearch.cli.index import build
-
-        build(
-            compose(
-                "index",
-                [
-                    f"checkpoint={ckpt}",
-                    f"catalogue={root / 'catalogue.csv'}",
-                    f"output_dir={root / name}",
-                    "embed.num_workers=0",
-                    "embed.trainer.accelerator=cpu",
-                    f"hydra.run.dir={root / 'hydra'}",
-                    *extra,
-                ],
-            )
-        )
-    return root
+    red minus blue from the pixels (set by hand, so what it predicts is known): tests/colour_shop.py."""
+    return build_colour_shop(tmp_path_factory.mktemp("colour_shop"))
 
 
 def _colours(result) -> list[str]:
@@ -147,3 +86,15 @@ def test_words_alone_and_with_a_photo(shop: Path) -> None:
     assert searcher.search_text("NEAR( tote", k=2).hits
     with pytest.raises(TextQueryError):
         searcher.search([Image.open(shop / "shoes-blue-0.png")], k=3, q="***")
+
+
+def test_the_query_colour_comes_from_the_same_forward_pass_as_its_vector(shop: Path) -> None:
+    searcher = Searcher.from_index_dir(shop / "index")
+    photos = [Image.open(shop / "bags-red-0.png"), Image.open(shop / "shoes-blue-3.png")]
+    vectors, probs, colour = searcher._embed(photos, colour=True)
+    assert np.allclose(colour, searcher._colour_query(photos), atol=1e-6)  # the colour head run on its own
+    assert colour[0].argmax() == 1 and colour[1].argmax() == 0  # classes [Blue, Red]
+    plain_vectors, plain_probs = searcher.embed(photos)
+    assert np.array_equal(vectors, plain_vectors) and np.array_equal(probs, plain_probs)
+    assert searcher._embed(photos)[2] is None  # no colour asked, none computed
+    assert searcher.in_colour_filter("red") == {"baseColour": "Red"}  # any case

@@ -307,7 +307,7 @@ def test_openapi_lists_the_routes(client):
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
     items = {"/items", "/items/{item_id}", "/items/{item_id}/image", "/items/{item_id}/similar"}
-    assert set(paths) == {"/search", "/health", "/facets", *items}
+    assert set(paths) == {"/search", "/health", "/facets", "/tag", *items}
     assert set(paths["/items/{item_id}"]) == {"get", "patch", "delete"} and set(paths["/items"]) == {"post"}
     search = paths["/search"]["post"]
     assert "multipart/form-data" in search["requestBody"]["content"]

@@ -197,3 +197,81 @@ def test_filters_more_like_this_and_show_more_in_browser(demo_searcher):
 
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_words_colour_and_both_in_browser(tmp_path_factory):
+    """The words box alone, a photo with words, "match colour" and "in colour c" show what the library
+    answers, on an index with a colour part (tests/colour_shop.py)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
+    executable = chromium_executable()
+    from colour_shop import build_colour_shop
+    from imgsearch.retrieval.search import Searcher
+
+    shop = build_colour_shop(tmp_path_factory.mktemp("browser_shop"))
+    searcher = Searcher.from_index_dir(shop / "index")
+    app = create_app(searcher, top_k=K)
+    photo = shop / "bags-red-0.png"
+    image = load_image(photo)
+
+    def library(**options) -> list[str]:
+        # the page asks for one more than it shows (has_more), and FAISS orders tied scores by k: ask the same
+        return [h.item_id for h in searcher.search([image], k=K + 1, **options)[0].hits][:K]
+
+    def shown(page) -> list[str]:
+        return page.locator("#result-grid .card").evaluate_all("cs => cs.map(c => c.dataset.itemId)")
+
+    def wait_for(page, ids: list[str]) -> None:
+        page.wait_for_function(
+            "(ids) => JSON.stringify([...document.querySelectorAll('#result-grid .card')]"
+            ".map(c => c.dataset.itemId)) === JSON.stringify(ids)",
+            arg=ids,
+            timeout=20_000,
+        )
+
+    with live_server(app) as base_url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(base_url + "/")
+            # the index has a colour part and a colour column: both controls are offered
+            sync_api.expect(page.locator("#colour-match")).to_be_visible()
+            sync_api.expect(page.locator("#filter-colour")).to_be_visible()
+            assert page.locator("#filter-colour option").all_text_contents() == ["any", "Blue", "Red"]
+
+            # words alone: the page shows what Searcher.search_text returns, in its order
+            page.fill("#words-input", "red bags")
+            page.press("#words-input", "Enter")
+            words = [h.item_id for h in searcher.search_text("red bags", k=K + 1).hits][:K]
+            assert {f"bags-red-{b}" for b in range(4)} <= set(words[:4])
+            wait_for(page, words)
+            sync_api.expect(page.locator("#prediction")).to_be_hidden()  # no photo, no category
+
+            # the photo with the words still in the box: both, fused
+            page.set_input_files("#file-input", str(photo))
+            both = library(q="red bags")
+            wait_for(page, both)
+
+            # the photo alone, then "match colour" at its strongest: the library's colour-weighted ranking
+            page.fill("#words-input", "")
+            page.press("#words-input", "Enter")
+            plain = library()
+            wait_for(page, plain)
+            page.locator("#colour-weight").fill("4")
+            weighted = library(colour_weight=4.0)
+            assert weighted != plain and all("-red-" in i for i in weighted)
+            wait_for(page, weighted)
+            sync_api.expect(page.locator("#colour-weight-value")).to_have_text("4.0")
+
+            # "in colour c": the photo's kind of product in the chosen colour
+            page.select_option("#filter-colour", "Blue")
+            in_blue = [
+                h.item_id for h in searcher.search([image], k=K, colour="Blue", colour_weight=4.0)[0].hits
+            ]
+            assert in_blue and all(i.startswith("bags-blue-") for i in in_blue)
+            wait_for(page, in_blue)
+            assert shown(page) == in_blue and errors == []
+        finally:
+            browser.close()

@@ -13,6 +13,8 @@ At search time the photo ranking's candidates (``candidates`` of them, with the 
 
 The index directory holds the parts in ``colour.npy`` (row ``i`` = index position ``i``); the manifest's
 ``colour`` records the attribute, the classes and the size (``dim``). An index without it refuses a weight.
+A live catalogue's items added after the build get their parts from the same head
+(:mod:`imgsearch.retrieval.live_attributes`), so a weight keeps working through adds, removes and compaction.
 """
 
 from __future__ import annotations

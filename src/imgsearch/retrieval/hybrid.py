@@ -69,14 +69,19 @@ def colour_column(items: pd.DataFrame, manifest: dict[str, Any]) -> str:
     )
 
 
+def known_colour_values(items: pd.DataFrame, manifest: dict[str, Any]) -> tuple[str, list[str]]:
+    """``(the colour column, its distinct non-empty values, sorted)``."""
+    column = colour_column(items, manifest)
+    return column, sorted(set(items[column].astype(str).unique().tolist()) - {""})
+
+
 def in_colour_filters(items: pd.DataFrame, manifest: dict[str, Any], colour: str) -> dict[str, Any]:
     """The metadata filter of "in colour ``colour``"; :class:`UnknownColourError` lists the known ones."""
-    column = colour_column(items, manifest)
-    known = sorted({str(v) for v in items[column].tolist()} - {""})
+    column, known = known_colour_values(items, manifest)
     return colour_filter(colour, known, column)
 
 
-def check_colour_weight(weight: float, parts: np.ndarray | None, live: bool) -> float:
+def check_colour_weight(weight: float, parts: np.ndarray | None) -> float:
     weight = float(weight)
     if not np.isfinite(weight) or weight < 0:
         raise ValueError(f"colour_weight must be a finite number >= 0, got {weight}")
@@ -87,11 +92,6 @@ def check_colour_weight(weight: float, parts: np.ndarray | None, live: bool) -> 
             "this index has no colour part (its manifest records none: it was built without a model with a "
             "colour attribute head), so colour_weight must be 0; rebuild it with a checkpoint trained with "
             "model.attributes=[baseColour,...]"
-        )
-    if live:
-        raise NoColourPartError(
-            "colour_weight is not available on a live catalogue yet (items added since the build have no "
-            "colour part); use colour= (the colour column) or rebuild the index"
         )
     return weight
 

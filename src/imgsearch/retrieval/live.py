@@ -277,9 +277,17 @@ class LiveIndex:
         table["image_path"] = [self._stored_path(str(p)) for p in table["image_path"]]
         return table
 
-    def add(self, items: pd.DataFrame, vectors: np.ndarray, *, mode: str = "add") -> list[int]:
+    def add(
+        self,
+        items: pd.DataFrame,
+        vectors: np.ndarray,
+        *,
+        mode: str = "add",
+        on_insert: Callable[[Any, list[int]], None] | None = None,
+    ) -> list[int]:
         """Add (``mode="add"``), replace (``update``) or either (``upsert``) items with their vectors
-        (prepared like the index's: :func:`imgsearch.retrieval.index.prepare_vectors`). One transaction.
+        (prepared like the index's: :func:`imgsearch.retrieval.index.prepare_vectors`). One transaction;
+        ``on_insert`` writes what goes with the new rows in it (see :meth:`ItemStore.upsert`).
 
         Raises:
             ItemStoreError: duplicate or unknown ids for the mode; ValueError: wrong vector dimension.
@@ -289,7 +297,7 @@ class LiveIndex:
             raise ValueError(f"vectors must be [n, {self.index.d}], got shape {x.shape}")
         with self.lock:
             crash_point("before_commit")
-            new_ids, _ = self.store.upsert(self._prepared(items), x, mode=mode)
+            new_ids, _ = self.store.upsert(self._prepared(items), x, mode=mode, on_insert=on_insert)
             crash_point("after_commit")
             self.refresh(force=True)
             return new_ids

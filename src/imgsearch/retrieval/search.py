@@ -10,6 +10,7 @@ explicitly; that one is still checked for dimension, backbone and preprocessing
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -34,11 +35,11 @@ from imgsearch.retrieval.colour import (
     load_colour_part,
     rerank_by_colour,
 )
-from imgsearch.retrieval.embed import FEATURES, PIXELS
+from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX, FEATURES, PIXELS
 from imgsearch.retrieval.expansion import mean_of_views
 from imgsearch.retrieval.filters import ItemFilter
 from imgsearch.retrieval.hit_rows import HitRows
-from imgsearch.retrieval.hybrid import MemoryText, check_colour_weight, fuse_with_text, in_colour_filters
+from imgsearch.retrieval.hybrid import MemoryText, check_colour_weight, fuse_with_text, known_colour_values
 from imgsearch.retrieval.index import (
     SUBSET_MAX,
     IndexCompatibilityError,
@@ -53,8 +54,9 @@ from imgsearch.retrieval.index import (
     set_search_params,
 )
 from imgsearch.retrieval.live import LiveIndex, is_live
+from imgsearch.retrieval.live_attributes import LiveColourParts, new_item_extras, write_colour_parts
 from imgsearch.retrieval.locations import resolve_checkpoint_path
-from imgsearch.retrieval.text import match_expression
+from imgsearch.retrieval.text import colour_filter, match_expression
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,8 @@ class Searcher:
         self._search_params = search_params or (manifest.get("index") or {}).get("search_params")
         # colour part (retrieval/colour.py) and words over a built index's items (retrieval/hybrid.py)
         self.colour_parts: np.ndarray | None = None
+        self._colour_base: np.ndarray | None = None  # colour.npy; a live catalogue adds its new items' parts
+        self._live_colour: LiveColourParts | None = None
         self._memory_text: Any = None
         self._adopt_items()
 
@@ -201,12 +205,30 @@ class Searcher:
         if self.live is not None:
             self.index, self.items = self.live.index, self.live.items
         self._item_positions: pd.Index | None = None
+        self._vector_ids: dict[str, int] | None = None  # item id -> vector id, for fusing words
+        self._known_colours: tuple[str, list[str]] | None = None  # (colour column, its values)
         self._filter = ItemFilter(self.items)
         self._hit_rows = HitRows(self.items)
         ids = self.items.index.to_numpy(dtype=np.int64)
         self._members_of_label = group_members(self.items["label"].astype(str).to_numpy(dtype=object), ids)
         self._max_views = int(self.items.groupby("product_id").size().max()) if len(self.items) else 1
         set_search_params(self.index, self._search_params)
+        self._adopt_colour()
+
+    @property
+    def has_colour_part(self) -> bool:
+        return self._colour_base is not None
+
+    def _adopt_colour(self) -> None:
+        """The colour parts by vector id: the build's, plus (live) those of items added since."""
+        if self._colour_base is None or self.live is None:
+            self.colour_parts = self._colour_base
+            return
+        if self._live_colour is None:
+            self._live_colour = LiveColourParts(self._colour_base)
+        top = int(self.items.index.max()) if len(self.items) else 0
+        with self.live.store.transaction(write=False) as conn:
+            self.colour_parts = self._live_colour.refresh(conn, top)
 
     def _sync(self) -> None:
         """See what other processes committed to a live catalogue since the last query."""
@@ -257,7 +279,8 @@ class Searcher:
             image_root=image_root, search_params=search_params, runtime=runtime, live=live, mmap=mmap,
         )  # fmt: skip
         searcher.index_dir, searcher._image_root = str(index_dir), image_root
-        searcher.colour_parts = load_colour_part(index_dir, searcher.manifest)
+        searcher._colour_base = load_colour_part(index_dir, searcher.manifest)
+        searcher._adopt_colour()
         return searcher
 
     @classmethod
@@ -340,27 +363,39 @@ class Searcher:
     def _batch(self, images: Sequence[Image.Image], transform: Any) -> torch.Tensor:
         return torch.stack([transform(to_rgb(im)) for im in images]).to(self.device)
 
-    @torch.inference_mode()
     def embed(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
         """``(query vectors prepared for the index, class probabilities or None)``."""
-        probs = None
+        vectors, probs, _ = self._embed(images)
+        return vectors, probs
+
+    @torch.inference_mode()
+    def _embed(
+        self, images: Sequence[Image.Image], colour: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """:meth:`embed` plus, with ``colour``, the photos' colour part, from the same forward pass where the
+        model gives it (PyTorch; ONNX and pixel indexes run the colour head apart)."""
+        probs, colour_query = None, None
         if self.kind == PIXELS:
             vectors = self._batch(images, self.transform).flatten(1)
             if self.module is not None:
                 probs = self.module.embed(self._batch(images, self.class_transform), "probs")
-        elif self.onnx is not None:
-            out = self.onnx(self._batch(images, self.transform))
-            probs = torch.from_numpy(out["probs"]) if "probs" in out else None  # none: pretrained-only
-            vectors = torch.from_numpy(out[self.kind])
         else:
-            pred = self.module.predict_step(self._batch(images, self.transform))
-            vectors, probs = pred[self.kind], pred["probs"]
-        if self.kind == FEATURES and self.manifest.get(
-            "flip_average"
-        ):  # the index holds flip-averaged vectors
+            if self.onnx is not None:
+                out = self.onnx(self._batch(images, self.transform))
+                pred = {key: torch.from_numpy(value) for key, value in out.items()}
+            else:
+                pred = self.module.predict_step(self._batch(images, self.transform))
+            vectors, probs = pred[self.kind], pred.get("probs")  # no probs: a pretrained-only export
+            head = ATTRIBUTE_KIND_PREFIX + str((self.manifest.get("colour") or {}).get("attribute"))
+            if colour and pred.get(head) is not None:
+                colour_query = colour_part(pred[head].float().cpu().numpy())
+        if self.kind == FEATURES and self.manifest.get("flip_average"):  # the index holds flipped means
             vectors = self._flip_averaged(images, vectors)
+        if colour and colour_query is None:
+            colour_query = self._colour_query(images)
         out_probs = None if probs is None else probs.float().cpu().numpy()
-        return prepare_vectors(vectors.float().cpu().numpy(), normalize=self.normalize), out_probs
+        vectors = prepare_vectors(vectors.float().cpu().numpy(), normalize=self.normalize)
+        return vectors, out_probs, colour_query
 
     def _flip_averaged(self, images: Sequence[Image.Image], own: torch.Tensor) -> torch.Tensor:
         mirrored = [to_rgb(im).transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images]
@@ -416,24 +451,43 @@ class Searcher:
             raise ValueError(f"k must be >= 1, got {k}")
         if not images:
             return []
-        weight = check_colour_weight(colour_weight, self.colour_parts, self.live is not None)
+        weight = check_colour_weight(colour_weight, self.colour_parts)
         if colour is not None:
-            filters = {**dict(filters or {}), **in_colour_filters(self.items, self.manifest, colour)}
+            filters = {**dict(filters or {}), **self.in_colour_filter(colour)}
             restrict_to_predicted = self.module is not None and bool(self.module.class_names)
         if q is not None:
             match_expression(q)  # bad words fail before the model runs
         if restrict_to_predicted and not (self.module is not None and self.module.class_names):
             raise ValueError("restrict_to_predicted needs a classifier; this index has none")
-        vectors, probs = self.embed(images)
-        colour_query = self._colour_query(images) if weight else None
+        if weight:  # the colour part from the same forward pass
+            vectors, probs, colour_query = self._embed(images, colour=True)
+        else:
+            (vectors, probs), colour_query = self.embed(images), None
         fetch = max(k * 10, 200) if q is not None else k  # the photo ranking that words fuse with
-        results = self.search_vectors(
-            vectors, probs, fetch, restrict_to_predicted=restrict_to_predicted, filters=filters,
-            group_by_product=group_by_product and q is None, colour_weight=weight, colour_query=colour_query,
-        )  # fmt: skip
+        options = dict(restrict_to_predicted=restrict_to_predicted, filters=filters, colour_weight=weight,
+                       colour_query=colour_query)  # fmt: skip
         if q is None:
-            return results
-        return [self._fuse_words(r, q, k, text_weight, filters, group_by_product) for r in results]
+            return self.search_vectors(vectors, probs, fetch, group_by_product=group_by_product, **options)
+        if probs is None:  # the category is the neighbours' vote, which needs the hits
+            ranked = [(r.category, r.probability, [h.item_id for h in r.hits])
+                      for r in self.search_vectors(vectors, probs, fetch, **options)]  # fmt: skip
+        else:  # only the photo ranking's ids: building 200 hits to fuse would cost more than the words
+            with self._lock:
+                self._sync()
+                ranked = self._search_vectors(vectors, probs, fetch, group_by_product=False, exclude_items=(),
+                                              ranking_only=True, **options)  # fmt: skip
+        return [
+            self._fuse_words(c, p, ids, q, k, text_weight, filters, group_by_product) for c, p, ids in ranked
+        ]
+
+    def in_colour_filter(self, colour: str) -> dict[str, Any]:
+        """The filter of "in colour c"; the catalogue's colours are listed once per catalogue state."""
+        with self._lock:
+            self._sync()
+            if self._known_colours is None:
+                self._known_colours = known_colour_values(self.items, self.manifest)
+            column, known = self._known_colours
+        return colour_filter(colour, known, column)
 
     def _colour_query(self, images: Sequence[Image.Image]) -> np.ndarray:
         attr = str(self.manifest["colour"]["attribute"])
@@ -452,14 +506,22 @@ class Searcher:
             return self._memory_text.text_search(q, k, allowed)
 
     def _fuse_words(
-        self, result: SearchResult, q: str, k: int, text_weight: float, filters: Any, group: bool
-    ) -> SearchResult:
-        vid = pd.Series(self.items.index.to_numpy(), index=self.items["item_id"].astype(str).to_numpy())
+        self, category: str | None, probability: float | None, image_ranking: Sequence[Any], q: str, k: int,
+        text_weight: float, filters: Any, group: bool,
+    ) -> SearchResult:  # fmt: skip
+        """Words fused with a photo ranking (vector ids, or item ids when they are strings)."""
+        with self._lock:
+            if self._vector_ids is None:  # once per catalogue state, not per query
+                self._vector_ids = dict(
+                    zip(self.items["item_id"].astype(str), self.items.index.to_numpy(dtype=np.int64).tolist(),
+                        strict=True)
+                )  # fmt: skip
+            vid = self._vector_ids
         text_ids, _ = self._text_ids(q, max(k * 10, 200), filters)
-        ids, scores = fuse_with_text([int(vid[h.item_id]) for h in result.hits], text_ids, text_weight,
-                                     k * self._max_views if group else k)  # fmt: skip
+        image_ids = [int(vid[i]) if isinstance(i, str) else int(i) for i in image_ranking]
+        ids, scores = fuse_with_text(image_ids, text_ids, text_weight, k * self._max_views if group else k)
         hits = self._hits(scores, ids)
-        return SearchResult(result.category, result.probability, group_hits(hits, k) if group else hits)
+        return SearchResult(category, probability, group_hits(hits, k) if group else hits)
 
     def search_text(
         self, q: str, k: int = 10, *, filters: Mapping[str, Any] | None = None, group_by_product: bool = False
@@ -508,7 +570,8 @@ class Searcher:
         exclude_items: Sequence[str],
         colour_weight: float = 0.0,
         colour_query: np.ndarray | None = None,
-    ) -> list[SearchResult]:
+        ranking_only: bool = False,
+    ) -> list[Any]:
         n = len(vectors)
         allowed = self._filter.allowed_ids(filters)
         if exclude_items:
@@ -534,9 +597,12 @@ class Searcher:
         if restrict_to_predicted:
             members = self._members_of_label
             if allowed is not None:
-                mask = self.items.index.isin(allowed)
-                labels = self.items["label"].astype(str).where(mask).to_numpy(dtype=object)
-                members = group_members(labels, self.items.index.to_numpy(dtype=np.int64))
+                # the predicted categories' members that pass the filter: O(members + allowed) per query
+                of_label, passing = self._members_of_label, np.asarray(allowed, dtype=np.int64)
+
+                def members(value: Any) -> np.ndarray:
+                    return np.intersect1d(of_label(value), passing, assume_unique=True)
+
             s, ids = search_within_groups(self.index, vectors, k_eff, categories, members)
         elif allowed is not None:
             if len(allowed) == 0:
@@ -558,6 +624,8 @@ class Searcher:
             lower = (self.manifest.get("index") or {}).get("metric") == "l2"
             s, ids = rerank_by_colour(s, ids, self.colour_parts, colour_query, colour_weight,
                                       min(wanted, k_eff), lower_is_better=lower)  # fmt: skip
+        if ranking_only:  # (category, confidence, ranked vector ids) for fusing with words
+            return [(categories[i], confidence[i], [int(v) for v in ids[i] if v >= 0]) for i in range(n)]
         results = []
         for i in range(n):
             hits = self._hits(s[i], ids[i])
@@ -633,8 +701,11 @@ class Searcher:
         if not len(rows):
             return {"added": 0, "item_ids": [], "skipped": skipped}
         parts = [self.embed(images[s : s + batch_size])[0] for s in range(0, len(images), batch_size)]
+        # the same model's colour part and predicted columns as the build's items (retrieval/live_attributes)
+        rows, colour = new_item_extras(self, rows, images, batch_size)
+        on_insert = None if colour is None else functools.partial(_write_colour, parts=colour)
         with self._lock:
-            live.add(rows, np.vstack(parts), mode=mode)
+            live.add(rows, np.vstack(parts), mode=mode, on_insert=on_insert)
             self._adopt_items()
         return {"added": len(rows), "item_ids": rows["item_id"].astype(str).tolist(), "skipped": skipped}
 
@@ -713,8 +784,8 @@ class Searcher:
         return SearchResult(str(row["label"]) or None, None, result.hits)
 
 
-def _text(value: Any) -> str:
-    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+def _write_colour(conn: Any, vector_ids: list[int], *, parts: np.ndarray) -> None:
+    write_colour_parts(conn, vector_ids, parts)
 
 
 def _ivf_without_direct_map(index: faiss.Index) -> Any | None:

@@ -24,7 +24,7 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,13 +251,19 @@ class ItemStore:
             return out
 
     def upsert(
-        self, items: pd.DataFrame, vectors: np.ndarray, *, mode: str = "add"
+        self,
+        items: pd.DataFrame,
+        vectors: np.ndarray,
+        *,
+        mode: str = "add",
+        on_insert: Callable[[sqlite3.Connection, list[int]], None] | None = None,
     ) -> tuple[list[int], list[int]]:
         """Insert ``items`` with their ``vectors`` in one transaction.
 
         ``mode``: ``add`` (every item id must be new), ``update`` (every item id must exist: its row and
         vector are replaced, under a new vector id) or ``upsert`` (either). Returns ``(new vector ids,
-        replaced vector ids)``.
+        replaced vector ids)``. ``on_insert(conn, new vector ids)`` writes what goes with the new rows (their
+        colour parts, :mod:`imgsearch.retrieval.live_attributes`) inside the same transaction.
 
         Raises:
             ItemStoreError: a duplicate id within ``items``, an id that exists (add) or does not (update).
@@ -291,6 +297,8 @@ class ItemStore:
                 "INSERT INTO changes (op, vector_id, vector) VALUES ('add', ?, ?)",
                 [(v, x[i].tobytes()) for i, v in enumerate(new_ids)],
             )
+            if on_insert is not None:
+                on_insert(conn, new_ids)
         return new_ids, replaced
 
     def _delete(self, conn: sqlite3.Connection, vector_ids: Sequence[int]) -> None:

@@ -5,6 +5,7 @@ Routes:
 * ``GET /``: the single search page (static files under ``serve/static``, no build step, no CDN);
 * ``POST /search``: multipart upload of one photo (field ``file``), optional ``?k=``; answers the
   predicted category with its probability and the top-k catalogue items;
+* ``GET /search?q=`` (words), ``POST /tag`` (a photo's attributes): :mod:`imgsearch.serve.words`;
 * ``GET /items/{item_id}/image``: a catalogue item's image, looked up by id in the index's items
   table (the request never names a file);
 * ``GET /health``: status, index size, model;
@@ -52,6 +53,7 @@ from imgsearch.serve.upload import (
     decode_upload,
     too_big_message,
 )
+from imgsearch.serve.words import MAX_COLOUR_WEIGHT, install_word_routes, word_options
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +222,7 @@ def create_app(
     app.add_middleware(
         BodySizeLimit,
         max_bytes=max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-        paths=("/search", "/items"),  # uploads: searches and the operator's item writes
+        paths=("/search", "/items", "/tag"),  # uploads: searches, tagging and the operator's item writes
         message=too_big,
     )
     metrics = install_operations(
@@ -321,8 +323,21 @@ def create_app(
             list[str] | None,
             Query(description="metadata filter, repeatable: brand=Acme, label=bags|shoes, price=10:50"),
         ] = None,
+        q: Annotated[
+            str | None, Query(description="words fused with the photo ranking (serve/words.py)")
+        ] = None,
+        text_weight: Annotated[
+            float, Query(ge=0.0, le=100.0, description="the words' weight (photo: 1)")
+        ] = 1.0,
+        colour_weight: Annotated[
+            float, Query(ge=0.0, le=MAX_COLOUR_WEIGHT, description="match the photo's colour (0 = off)")
+        ] = 0.0,
+        colour: Annotated[str | None, Query(description="this kind of product, in this colour")] = None,
     ) -> SearchResponse:
         options = search_options(filter, group)
+        options.update(
+            word_options(searcher, q, text_weight, colour_weight, colour)
+        )  # 400s before the upload
         want = k or top_k
         fetch = offset + want + 1  # one more than shown: whether there is a next page
         # One byte over the limit is enough to know the file is too big.
@@ -404,6 +419,10 @@ def create_app(
     install_item_routes(
         app, searcher, write_token=write_token, decode=decode, max_upload_bytes=max_upload_bytes,
         search_options=search_options, respond=to_response, image_url=item_image_url, uploads_dir=uploads,
+    )  # fmt: skip
+    install_word_routes(
+        app, searcher, decode=decode, max_upload_bytes=max_upload_bytes, search_options=search_options,
+        respond=to_response, top_k=top_k, max_k=MAX_K, bad_upload=bad_upload,
     )  # fmt: skip
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

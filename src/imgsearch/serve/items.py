@@ -251,7 +251,10 @@ def install_item_routes(
 
         prices = pd.to_numeric(items.get("price", pd.Series([], dtype=float)), errors="coerce").dropna()
         price = [float(prices.min()), float(prices.max())] if len(prices) else None
-        return {"label": values("label"), "brand": values("brand"), "price": price}
+        from imgsearch.serve.words import colour_facet
+
+        return {"label": values("label"), "brand": values("brand"), "price": price,
+                "colour": colour_facet(searcher, items)}  # fmt: skip
 
     @app.get("/items/{item_id:path}", summary="A catalogue item's metadata")
     async def get_item(item_id: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-// The search page: one photo in, the predicted category and a grid of similar products out.
+// The search page: a photo, words, or both in; the predicted category and a grid of products out.
 // Plain DOM code, no framework and no build step; every string from the server goes through
 // textContent, never innerHTML, so catalogue titles cannot inject markup.
 "use strict";
@@ -24,6 +24,14 @@
   let requestSeq = 0; // answers to superseded requests are dropped
   // what the grid shows: a photo's results, or "more like" a stored item; offset = results shown so far
   let view = { kind: "photo", itemId: null, title: "", offset: 0 };
+  // from /facets: the colour column "in colour c" filters on (null: none) and whether colour can be matched
+  let colourColumn = null;
+  let canMatchColour = false;
+
+  const wordsInput = $("words-input");
+  const words = () => wordsInput.value.trim();
+  const colourChoice = () => $("filter-colour").value;
+  const colourWeight = () => (canMatchColour ? parseFloat($("colour-weight").value) || 0 : 0);
 
   function filterParams() {
     const params = new URLSearchParams();
@@ -169,15 +177,34 @@
     const params = filterParams();
     params.set("k", pageSize());
     params.set("offset", offset);
+    // words with the photo are fused with its ranking; a colour is "this, in colour c"
+    if (words()) params.set("q", words());
+    if (colourChoice()) params.set("colour", colourChoice());
+    if (colourWeight() > 0) params.set("colour_weight", colourWeight());
     const body = new FormData();
     body.append("file", currentFile, currentFile.name || "photo");
     return () => request(`search?${params}`, { method: "POST", body });
+  }
+
+  function wordsPage(offset) {
+    const params = filterParams();
+    params.set("q", words());
+    params.set("k", pageSize());
+    params.set("offset", offset);
+    // without a photo there is no "this" to colour: the colour is a plain filter on its column
+    if (colourChoice() && colourColumn) params.append("filter", `${colourColumn}=${colourChoice()}`);
+    return () => request(`search?${params}`);
+  }
+
+  function queryPage(offset) {
+    return currentFile ? photoPage(offset) : wordsPage(offset);
   }
 
   function similarPage(itemId, offset) {
     const params = filterParams();
     params.set("k", pageSize());
     params.set("offset", offset);
+    if (colourChoice() && colourColumn) params.append("filter", `${colourColumn}=${colourChoice()}`);
     return () => request(`items/${encodeURIComponent(itemId)}/similar?${params}`);
   }
 
@@ -186,7 +213,7 @@
     view = { kind: "similar", itemId, title, offset: 0 };
     $("similar-text").textContent = `More like “${title}”`;
     banner.hidden = false;
-    $("back-to-photo").hidden = !currentFile;
+    $("back-to-photo").hidden = !currentFile && !words();
     window.scrollTo({ top: 0, behavior: "smooth" });
     run(similarPage(itemId, 0), false);
   }
@@ -201,10 +228,11 @@
   }
 
   function search() {
-    if (!currentFile) return;
+    if (!currentFile && !words()) return;
     view = { kind: "photo", itemId: null, title: "", offset: 0 };
     banner.hidden = true;
-    run(photoPage(0), false);
+    $("results-title").textContent = currentFile ? "Similar products" : "Matching products";
+    run(queryPage(0), false);
   }
 
   function useFile(file) {
@@ -224,10 +252,23 @@
     $(id).addEventListener("change", refresh);
   }
   showMore.addEventListener("click", () => {
-    const page = view.kind === "similar" ? similarPage(view.itemId, view.offset) : photoPage(view.offset);
+    const page = view.kind === "similar" ? similarPage(view.itemId, view.offset) : queryPage(view.offset);
     run(page, true);
   });
   $("back-to-photo").addEventListener("click", search);
+  $("words-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    search();
+  });
+  $("filter-colour").addEventListener("change", refresh);
+  $("colour-weight").addEventListener("input", () => {
+    const w = colourWeight();
+    $("colour-weight-value").textContent = w > 0 ? w.toFixed(1) : "off";
+  });
+  // the weight re-ranks a photo's results; "more like this" and words alone have no query colour to match
+  $("colour-weight").addEventListener("change", () => {
+    if (view.kind === "photo" && currentFile) search();
+  });
 
   function fillSelect(id, values) {
     const select = $(id);
@@ -245,6 +286,14 @@
     .then((f) => {
       fillSelect("filter-label", f.label || []);
       fillSelect("filter-brand", f.brand || []);
+      const colour = f.colour || {};
+      colourColumn = colour.column || null;
+      canMatchColour = colour.weight === true;
+      $("colour-match").hidden = !canMatchColour; // shown only when the index has a colour part
+      if (colourColumn && (colour.values || []).length) {
+        fillSelect("filter-colour", colour.values);
+        for (const el of document.querySelectorAll(".colour-choice")) el.hidden = false;
+      }
     })
     .catch(() => {
       $("filters").hidden = true;
