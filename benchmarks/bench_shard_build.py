@@ -189,5 +189,6 @@ def run(
                "on-disk rows: VmHWM includes the mmapped index.ivfdata pages the merge wrote (page cache, "
                "reclaimable); 'peak anon' is the memory the build itself holds",
                f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, nice 10; the 2 cores were "
-               "shared with four other engineers' jobs (load average about 6), so seconds are upper bounds"],
+               "shared with four other engineers' jobs "
+               f"(load average {os.getloadavg()[0]:.1f} at the end), so seconds are upper bounds"],
     )  # fmt: skip
