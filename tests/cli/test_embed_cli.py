@@ -41,3 +41,29 @@ def test_embed_then_index_from_shards_equals_the_direct_index(trained_run, index
         json.loads((tmp_path / "s" / "shards.json").read_text())["checkpoint_sha256"]
         == (manifest["checkpoint"]["sha256"])
     )
+
+
+def test_index_from_shards_with_lists_on_disk_serves_like_the_in_memory_one(trained_run, tmp_path):
+    """``ondisk=true``: index.ivfdata beside index.faiss; the Searcher (search / serve) gives the same hits
+    as the in-memory build of the same factory, also after the directory moved."""
+    import shutil
+
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    common = ["embed.num_workers=0", "embed.trainer.accelerator=cpu", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    embed(
+        compose(
+            "embed_shards", [f"checkpoint={ckpt}", "shard_rows=7", f"output_dir={tmp_path / 's'}", *common]
+        )
+    )
+    idx = [f"shards={tmp_path / 's'}", "factory='IVF2,Flat'", "train_sample=1000", *common]
+    mem = build(compose("index", [*idx, f"output_dir={tmp_path / 'mem'}"]))
+    disk = build(compose("index", [*idx, "ondisk=true", f"output_dir={tmp_path / 'disk'}"]))
+    assert (disk / "index.ivfdata").is_file() and not (mem / "index.ivfdata").exists()
+    moved = shutil.move(str(disk), str(tmp_path / "moved"))
+    a, b = Searcher.from_index_dir(mem), Searcher.from_index_dir(moved)
+    assert json.loads((tmp_path / "moved" / "manifest.json").read_text())["ondisk"]["file"] == "index.ivfdata"
+    _, items, _ = load_index_dir(mem)
+    photos = [load_image(p) for p in items.image_path.iloc[[0, 5, 11]]]
+    for ra, rb in zip(a.search(photos, k=5), b.search(photos, k=5), strict=True):
+        assert [h.item_id for h in rb.hits] == [h.item_id for h in ra.hits]
+        np.testing.assert_allclose([h.score for h in rb.hits], [h.score for h in ra.hits], rtol=1e-5)

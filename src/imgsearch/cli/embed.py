@@ -30,7 +30,7 @@ def embed(cfg: DictConfig) -> dict[str, Any] | None:
     from imgsearch.data.schema import catalogue_hash, read_catalogue
     from imgsearch.models.checkpoint import checkpoint_sha256, load_classifier
     from imgsearch.retrieval.embed import PIXELS
-    from imgsearch.retrieval.shards import embed_to_shards
+    from imgsearch.retrieval.shards import REPORT_FILE, embed_to_shards
 
     kind = str(cfg.embedding)
     if ckpt is None and kind != PIXELS:
@@ -70,7 +70,7 @@ def embed(cfg: DictConfig) -> dict[str, Any] | None:
     if report is not None:
         print(
             f"shards written to {out} ({report['shards']} shards, {report['kept']} vectors, "
-            f"{report['skipped']} unreadable images skipped)"
+            f"{report['skipped']} unreadable images skipped; counts summed over ranks in {out / REPORT_FILE})"
         )
     return report
 

@@ -114,11 +114,15 @@ def build_from_shards(cfg: DictConfig) -> Path:
     factory, extra = str(cfg.factory), {}
     if factory == "auto" or cfg.get("memory_gb"):
         n = sum(len(read_shard(shard_dir, i, mmap=True).vectors) for i in complete_shards(shard_dir))
-        advice = recommend_index(n, int(spec["dim"]), float(cfg.get("memory_gb") or 4))
+        advice = recommend_index(
+            n, int(spec["dim"]), float(cfg.get("memory_gb") or 4), ondisk=bool(cfg.get("ondisk"))
+        )
         print(f"index advice for {n} x {spec['dim']} in {cfg.get('memory_gb') or 4} GiB: {advice}")
         extra["recommendation"] = advice
-        if factory == "auto":
-            factory = advice["factory"]
+    ondisk = bool(cfg.get("ondisk"))
+    if factory == "auto":
+        factory = advice["factory"]
+        ondisk = bool(advice.get("ondisk"))  # ondisk=true allows the lists on disk; the advice says if needed
     out = output_dir(cfg, shard_dir.parent / "index")
     build_index_from_shards(
         shard_dir,
@@ -129,8 +133,9 @@ def build_from_shards(cfg: DictConfig) -> Path:
         train_sample=int(cfg.train_sample),
         seed=int(cfg.seed),
         manifest_extra=extra,
+        ondisk=ondisk,
     )
-    print(f"index written to {out} (from the shards of {shard_dir})")
+    print(f"index written to {out} (from the shards of {shard_dir}{', lists on disk' if ondisk else ''})")
     return out
 
 

@@ -42,7 +42,15 @@ ADD_BLOCK = 2048  # rows per index.add call
 LIST_GROWTH = 2
 
 
-def recommend_index(n: int, dim: int, memory_gb: float) -> dict[str, Any]:
+def recommend_index(
+    n: int,
+    dim: int,
+    memory_gb: float,
+    *,
+    ondisk: bool = False,
+    shard_rows: int = 200_000,
+    hnsw_quantizer: bool | None = None,
+) -> dict[str, Any]:
     """Factory string and search parameters for ``n`` vectors of ``dim`` floats within ``memory_gb``.
 
     Returns ``{"factory", "nprobe" or None, "ef_search" or None, "bytes_per_vector", "estimated_gb",
@@ -52,6 +60,16 @@ def recommend_index(n: int, dim: int, memory_gb: float) -> dict[str, Any]:
     budgeted at :data:`LIST_GROWTH` times their codes and ids: they grow by reallocation during ``add``,
     so old and new storage coexist (measured: 3M x 256 ``IVF8192,Flat`` estimated at 2.9 GiB for the codes
     alone peaked at 5.6 GiB).
+
+    ``ondisk``: when the exact (``Flat``) lists do not fit, advise ``IVF{nlist},Flat`` with the lists on disk
+    (``"ondisk": True``, :mod:`imgsearch.retrieval.ondisk`) instead of a lossy code: the build then holds
+    the quantiser and one shard of ``shard_rows`` vectors, and ``disk_gb`` says the ``.ivfdata`` size (the
+    build needs about twice that free: the per-shard sub-indexes exist until the merge).
+
+    ``hnsw_quantizer`` (default: with ``ondisk``): ``IVF{nlist}_HNSW32``, an HNSW graph over the centroids
+    as the coarse quantiser, as autofaiss does for large list counts: assigning each vector to its list
+    exactly costs ``N * nlist * d`` (measured here: 20 s per 50k vectors at 16384 x 256 on 2 busy cores,
+    over an hour for 10M), the graph a few hundred distances per vector.
 
     Raises:
         ValueError: non-positive sizes, or not even the smallest PQ code fits the budget.
@@ -64,10 +82,28 @@ def recommend_index(n: int, dim: int, memory_gb: float) -> dict[str, Any]:
                 "estimated_gb": n * dim * 4 / 2**30, "rule": "exact search below 100k vectors"}  # fmt: skip
     nlist = max(256, 2 ** round(math.log2(4 * math.sqrt(n))))
     ids = 8  # inverted lists store an int64 id per vector
-    choices = [(f"IVF{nlist},Flat", dim * 4), (f"IVF{nlist},SQ8", dim)]
-    choices += [(f"IVF{nlist},PQ{m}", m) for m in (64, 32, 16, 8) if dim % m == 0 and m < dim]
+    ivf = f"IVF{nlist}_HNSW32" if (ondisk if hnsw_quantizer is None else hnsw_quantizer) else f"IVF{nlist}"
+    choices = [(f"{ivf},Flat", dim * 4), (f"{ivf},SQ8", dim)]
+    choices += [(f"{ivf},PQ{m}", m) for m in (64, 32, 16, 8) if dim % m == 0 and m < dim]
     for factory, code in choices:
         need = LIST_GROWTH * n * (code + ids) + nlist * dim * 4
+        if ondisk and code == dim * 4 and need > budget:
+            # one shard as float32, plus its sub-index's lists growing by reallocation, plus the quantiser
+            shard = min(n, shard_rows)
+            in_ram = shard * dim * 4 + LIST_GROWTH * shard * (code + ids) + nlist * dim * 4
+            if in_ram <= budget:
+                return {
+                    "factory": factory,
+                    "ondisk": True,
+                    "nprobe": max(1, min(nlist, nlist // 16)),
+                    "ef_search": None,
+                    "bytes_per_vector": code + ids,
+                    "estimated_gb": in_ram / 2**30,
+                    "disk_gb": n * (code + ids) / 2**30,
+                    "list_growth": LIST_GROWTH,
+                    "rule": "IVF with 4*sqrt(N) lists, exact codes on disk (their lists exceed 80% of the "
+                    "budget); RAM holds the quantiser and one shard",
+                }
         if need <= budget:
             return {
                 "factory": factory,
@@ -79,7 +115,7 @@ def recommend_index(n: int, dim: int, memory_gb: float) -> dict[str, Any]:
                 "rule": f"IVF with 4*sqrt(N) lists, largest code whose lists ({LIST_GROWTH}x codes + ids, "
                 "for the reallocation during add) and quantiser fit 80% of the budget",
             }
-    raise ValueError(f"{n} x {dim} does not fit in {memory_gb} GiB even as IVF{nlist},PQ8; give more memory")
+    raise ValueError(f"{n} x {dim} does not fit in {memory_gb} GiB even as {ivf},PQ8; give more memory")
 
 
 def _hash_rows(h: Any, table) -> None:
@@ -130,8 +166,12 @@ def build_index_from_shards(
     train_sample: int = 100_000,
     seed: int = 0,
     manifest_extra: dict[str, Any] | None = None,
+    ondisk: bool = False,
 ) -> Path:
     """Build ``output_dir`` (index.faiss, items.csv, manifest.json) from the shards of ``shard_dir``.
+
+    ``ondisk``: an IVF index whose inverted lists are merged into ``index.ivfdata`` in the directory
+    (:mod:`imgsearch.retrieval.ondisk`); the build then holds the quantiser and one shard, not the lists.
 
     Raises:
         ValueError: unfinished shards, no vectors, a bad factory string, or too few vectors to train.
@@ -147,6 +187,10 @@ def build_index_from_shards(
         index = faiss.index_factory(dim, factory, metric_type(metric))
     except RuntimeError as exc:
         raise ValueError(f"FAISS cannot build index_factory({dim}, {factory!r}): {exc}") from exc
+    if ondisk:
+        from imgsearch.retrieval.ondisk import check_ondisk_factory
+
+        check_ondisk_factory(index, factory)  # before the training, not after it
     if not index.is_trained:
         sample = prepare_vectors(
             _train_sample(shard_dir, shards, sizes, train_sample, seed), normalize=normalize
@@ -159,8 +203,16 @@ def build_index_from_shards(
         del sample
     return write_index_dir_from_shards(
         shard_dir, output_dir, index, factory=factory, metric=metric, normalize=normalize, add=True,
-        manifest_extra=manifest_extra,
+        manifest_extra=manifest_extra, ondisk=ondisk,
     )  # fmt: skip
+
+
+def _ondisk_record(directory: Path) -> dict[str, Any]:
+    """Manifest entry of the on-disk lists: their file (beside index.faiss) and size. Not hashed: hashing
+    a file larger than RAM on every load would cost minutes; the size catches a truncated copy."""
+    from imgsearch.retrieval.ondisk import IVFDATA_FILE
+
+    return {"ondisk": {"file": IVFDATA_FILE, "bytes": (directory / IVFDATA_FILE).stat().st_size}}
 
 
 def write_index_dir_from_shards(
@@ -173,6 +225,7 @@ def write_index_dir_from_shards(
     normalize: bool,
     add: bool,
     manifest_extra: dict[str, Any] | None = None,
+    ondisk: bool = False,
 ) -> Path:
     """Stream the shards' tables into ``items.csv`` (and with ``add`` their vectors into ``index``), then
     write ``index.faiss`` and the manifest: the index directory of :func:`save_index_dir`, atomically.
@@ -194,9 +247,22 @@ def write_index_dir_from_shards(
     out = Path(output_dir)
     with atomic_dir(out) as tmp:
         items_path = tmp / ITEMS_FILE
+        builder = None
+        if ondisk:
+            from imgsearch.retrieval.ondisk import OnDiskBuilder
+
+            if not add:
+                raise ValueError("ondisk=true builds the index from the shards' vectors (add=True)")
+            builder = OnDiskBuilder(index, tmp, factory)
         for k, i in enumerate(shards):
             shard = read_shard(shard_dir, i, mmap=not add)
-            if add:
+            if builder is not None:
+                blocks = (
+                    prepare_vectors(shard.vectors[b : b + ADD_BLOCK], normalize=normalize)
+                    for b in range(0, len(shard.vectors), ADD_BLOCK)
+                )
+                builder.add_shard(blocks, start=rows)
+            elif add:
                 # in blocks: PQ encoding allocates rows x M x 256 floats of distance tables per call
                 # (a 20k-row shard at PQ16 would take 330 MB), so one call per shard would set the peak
                 for b in range(0, len(shard.vectors), ADD_BLOCK):
@@ -207,7 +273,10 @@ def write_index_dir_from_shards(
             folders.update(str(Path(p).resolve().parent) for p in items["image_path"].astype(str) if p)
             rows += len(items)
             skipped += shard.skipped
-            log.info("shard %d/%d: %d items (%d in the index)", k + 1, len(shards), len(items), index.ntotal)
+            added = builder.ntotal if builder is not None else index.ntotal
+            log.info("shard %d/%d: %d items (%d in the index)", k + 1, len(shards), len(items), added)
+        if builder is not None:
+            index = builder.merge()
         if index.ntotal != rows:
             raise ValueError(f"the index holds {index.ntotal} vectors but the shards {rows}")
         faiss.write_index(index, str(tmp / INDEX_FILE))
@@ -230,6 +299,7 @@ def write_index_dir_from_shards(
             pixel_size=spec.get("pixel_size"),
             extra={
                 "shards": {"path": str(shard_dir.resolve()), "count": len(shards), "dtype": spec["dtype"]},
+                **(_ondisk_record(tmp) if ondisk else {}),
                 **(manifest_extra or {}),
             },
         )

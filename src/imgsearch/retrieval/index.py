@@ -37,6 +37,8 @@ from imgsearch.retrieval.locations import (
     image_roots,
     resolve_image_root,
 )
+from imgsearch.retrieval.ondisk import check_ondisk_file
+from imgsearch.retrieval.ondisk import read_index as read_ondisk_aware
 from imgsearch.utils.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -470,12 +472,17 @@ def load_index_dir(
     else:
         log.warning("%s records no file hashes (an older index): its files cannot be verified", directory)
     try:
+        check_ondisk_file(directory, manifest)
+    except ValueError as exc:
+        raise IndexCompatibilityError(str(exc)) from exc
+    try:
         if mmap:
             from imgsearch.retrieval.mmap_index import read_index_mapped
 
-            index, _ = read_index_mapped(directory / INDEX_FILE)
+            # on-disk lists stay where they are (the .ivfdata beside it); the rest is mapped where FAISS can
+            index, _ = read_index_mapped(directory / INDEX_FILE, faiss.IO_FLAG_ONDISK_SAME_DIR)
         else:
-            index = faiss.read_index(str(directory / INDEX_FILE))
+            index = read_ondisk_aware(directory / INDEX_FILE)  # on-disk lists: the .ivfdata beside it
     except RuntimeError as exc:  # FAISS reports truncated or foreign files as RuntimeError
         cause = next((ln for ln in str(exc).splitlines() if ln.strip()), "unreadable")
         raise IndexCompatibilityError(

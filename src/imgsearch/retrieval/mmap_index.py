@@ -29,19 +29,19 @@ def is_mapped(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def read_index_mapped(path: str | os.PathLike[str]) -> tuple[faiss.Index, bool]:
-    """``(index, mapped)``: the index read with ``IO_FLAG_MMAP_IFC``; ``mapped`` says whether its codes
-    really are mapped. Where the flag fails, a normal read, with the reason logged.
+def read_index_mapped(path: str | os.PathLike[str], flags: int = 0) -> tuple[faiss.Index, bool]:
+    """``(index, mapped)``: the index read with ``IO_FLAG_MMAP_IFC`` (plus ``flags``); ``mapped`` says
+    whether its codes really are mapped. Where the flag fails, a normal read, with the reason logged.
 
     Raises:
         RuntimeError: FAISS cannot read the file at all (as :func:`faiss.read_index`).
     """
     path = str(path)
     try:
-        index = faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)
+        index = faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC | flags)
     except RuntimeError as exc:
         log.info("%s cannot be memory-mapped (%s); reading it into memory", path, str(exc).strip()[:160])
-        return faiss.read_index(path), False
+        return faiss.read_index(path, flags), False
     mapped = is_mapped(path)
     if not mapped:
         log.info(

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 EMBEDDINGS = "embeddings"
 METADATA = "metadata"
 SPEC_FILE = "shards.json"
+# the unreadable images of every rank's shards, summed once all ranks have published (rank 0 writes it)
+REPORT_FILE = "report.json"
 SKIPPED_KEY = b"imgsearch.skipped"
 DTYPES = ("float32", "float16")
 # the fields of shards.json that must match for a rerun to continue an existing directory
@@ -201,6 +203,7 @@ class ShardWriter(BasePredictionWriter):
         self._t0 = time.perf_counter()
         self._done_rows = 0
         self.world = 1
+        self.progress = None  # GlobalProgress, once the rank is known (the loader is built)
 
     def _flush_until(self, row: int | None) -> None:
         """Publish every shard of mine that ends at or before ``row`` (``None``: all the rest)."""
@@ -237,6 +240,8 @@ class ShardWriter(BasePredictionWriter):
                 "shard %s: %d vectors, %d unreadable skipped; %.1f items/s on this rank, %.0f s left (est.)",
                 shard_name(idx), len(r), len(skipped), rate, left / max(rate, 1e-9),
             )  # fmt: skip
+            if self.progress is not None:
+                self.progress.update(in_flight=sum(len(x) for x in self._rows), shard_done=shard_name(idx))
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
@@ -251,12 +256,18 @@ class ShardWriter(BasePredictionWriter):
         self._flush_until(int(rows.min()))
         self._rows.append(rows)
         self._vecs.append(vecs)
+        if self.progress is not None:
+            self.progress.update(in_flight=sum(len(r) for r in self._rows))
 
     def on_predict_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()  # the rate is of embedding, not of starting the process group
+        if self.progress is not None:
+            self.progress.restart_clock()
 
     def on_predict_epoch_end(self, trainer, pl_module) -> None:
         self._flush_until(None)
+        if self.progress is not None:
+            self.progress.close()
 
 
 class _ShardEmbedder(_Embedder):
@@ -273,6 +284,9 @@ class _ShardEmbedder(_Embedder):
         total = n_shards(len(w.table), w.shard_rows)
         pending = [i for i in range(total) if not is_complete(w.directory, i)]
         w.mine, w.world = pending[rank::world], world
+        from imgsearch.retrieval.shard_progress import GlobalProgress
+
+        w.progress = GlobalProgress(w.directory, len(w.table), w.shard_rows, rank=rank)
         if len(pending) < total:
             log.info("rank %d: %d of %d shards already complete, skipped", rank, total - len(pending), total)
         a = self.dataset_args
@@ -366,7 +380,15 @@ def embed_to_shards(
     trainer.strategy.barrier("shards-written")  # rank 0 reports only once every rank has published
     if trainer.global_rank != 0:
         return None
-    report = shard_report(directory)
+    report = write_report(directory)
     if report["skipped"]:
         log.warning("%d of %d images could not be read and were skipped", report["skipped"], len(table))
+    return report
+
+
+def write_report(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """:func:`shard_report` (every rank's shards, summed) written to ``REPORT_FILE`` in ``directory``."""
+    report = shard_report(directory)
+    report["rows"] = int(read_spec(directory)["rows"])
+    atomic_write_json(Path(directory) / REPORT_FILE, report)
     return report
