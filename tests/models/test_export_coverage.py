@@ -66,12 +66,16 @@ def test_retrieval_neck_and_attribute_heads_are_exported(tmp_path):
         assert min_cosine(got[name], want[name]) >= MIN_COSINE
 
 
-def test_attribute_kinds_embed_on_onnx_and_equal_pytorch(tmp_path, caplog):
+def _svm_with_colour_head() -> ImageClassifier:
     torch.manual_seed(0)
-    model = ImageClassifier(
+    return ImageClassifier(
         backbone="svm", num_classes=3, input_size=16, attributes=["baseColour"],
         attribute_classes={"baseColour": ATTRS["baseColour"]},
     ).eval()  # fmt: skip
+
+
+def test_attribute_kinds_embed_on_onnx_and_equal_pytorch(tmp_path, caplog):
+    model = _svm_with_colour_head()
     table = make_catalogue(tmp_path / "cat", products_per_class=2)
     kw = {"kind": ("features", "attr:baseColour"), "num_workers": 0, "trainer_kwargs": {"accelerator": "cpu"}}
     ref = embed_catalogue(model, table, runtime="torch", **kw)
@@ -84,11 +88,7 @@ def test_attribute_kinds_embed_on_onnx_and_equal_pytorch(tmp_path, caplog):
 
 
 def test_export_without_the_asked_kind_falls_back_to_pytorch_with_a_reason(tmp_path, caplog):
-    torch.manual_seed(0)
-    model = ImageClassifier(
-        backbone="svm", num_classes=3, input_size=16, attributes=["baseColour"],
-        attribute_classes={"baseColour": ATTRS["baseColour"]},
-    ).eval()  # fmt: skip
+    model = _svm_with_colour_head()
     plain = ImageClassifier(backbone="svm", num_classes=3, input_size=16).eval()
     old = OnnxEmbedder(export_onnx(plain, tmp_path / "old.onnx"))  # no attr:baseColour output
     with pytest.raises(ExportError, match="outputs"):
@@ -109,11 +109,7 @@ def test_cached_export_from_before_the_attribute_outputs_is_exported_again(tmp_p
     from imgsearch.models.export import cached_export_path
     from train_helpers import save_checkpoint
 
-    torch.manual_seed(0)
-    model = ImageClassifier(
-        backbone="svm", num_classes=3, input_size=16, attributes=["baseColour"],
-        attribute_classes={"baseColour": ATTRS["baseColour"]},
-    ).eval()  # fmt: skip
+    model = _svm_with_colour_head()
     ckpt = save_checkpoint(model, tmp_path / "best.ckpt")
     path = cached_export_path(ckpt, checkpoint_sha256(ckpt))
     # what the earlier export wrote for this checkpoint: features and probs only
