@@ -49,3 +49,22 @@ def test_luma_config_splits_by_product(tmp_path: Path) -> None:
     assert (splits_per_product == 1).all()  # every view of a product in one split: held-out means unseen
     test_share = (catalogue.groupby("product_id")["split"].first() == "test").mean()
     assert 0.25 < test_share < 0.35
+
+
+def test_backbone_baseline_embeds_at_the_requested_input_size() -> None:
+    """``--input-size`` sets the untrained baseline's eval size; without it the weights' own size is used."""
+    from imgsearch.retrieval.leave_one_out import _PooledFeatures
+
+    assert _PooledFeatures("efficientnet_lite0").data_config["input_size"] == (3, 224, 224)
+    assert _PooledFeatures("efficientnet_lite0", input_size=160).data_config["input_size"] == (3, 160, 160)
+
+
+def test_input_size_with_a_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint embeds at the size it was trained at; another size is an error, not a silent no-op."""
+    from imgsearch.retrieval.leave_one_out import main
+
+    catalogue = tmp_path / "catalogue.csv"
+    catalogue.write_text("image_path,product_id,split\n")
+    with pytest.raises(SystemExit):
+        main(["--catalogue", str(catalogue), "--checkpoint", "x.ckpt", "--input-size", "160"])
+    assert "--input-size applies to --backbone" in capsys.readouterr().err

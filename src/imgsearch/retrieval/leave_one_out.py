@@ -84,10 +84,11 @@ def embed_rows(
 class _PooledFeatures:
     """An ImageNet backbone without training, seen through the classifier's ``embed`` interface."""
 
-    def __init__(self, backbone: str) -> None:
+    def __init__(self, backbone: str, input_size: int | None = None) -> None:
         from imgsearch.models.backbones import create_backbone
 
-        self.backbone = create_backbone(backbone, pretrained=True).eval()
+        # input_size None = the weights' own size (Lite0 224, Lite1 240, Lite2 260)
+        self.backbone = create_backbone(backbone, pretrained=True, input_size=input_size).eval()
         self.data_config = self.backbone.data_config
 
     def embed(self, x: object, kind: str = "features") -> object:
@@ -112,17 +113,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument(
         "--splits", nargs="*", default=["test"], help="rows that query each other; none = all"
     )
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="--backbone only: image side (default: the weights' own)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--flip-average", action="store_true", help="mean of each photo and its mirror")
     parser.add_argument("--dba", type=int, default=0, help="database-side augmentation with K neighbours")
     parser.add_argument("--qe", type=int, default=0, help="alpha query expansion with K neighbours")
     parser.add_argument("--alpha", type=float, default=3.0, help="QE/DBA neighbour weight sim**alpha")
     args = parser.parse_args(argv)
+    if args.checkpoint and args.input_size:
+        parser.error("--input-size applies to --backbone; a checkpoint embeds at its trained size")
     torch.set_num_threads(args.threads)
     table = read_catalogue(args.catalogue)
     if args.splits:
         table = table[table["split"].isin(args.splits)]
-    model = load_classifier(args.checkpoint).eval() if args.checkpoint else _PooledFeatures(args.backbone)
+    model = (
+        load_classifier(args.checkpoint).eval()
+        if args.checkpoint
+        else _PooledFeatures(args.backbone, input_size=args.input_size)
+    )
     vectors = embed_rows(model, table["image_path"].astype(str).tolist(), flip_average=args.flip_average)
     queries, gallery = expanded(vectors, dba=args.dba, qe=args.qe, alpha=args.alpha)
     result = leave_one_out_scores(queries, table["product_id"].astype(str).to_numpy(), gallery=gallery)
