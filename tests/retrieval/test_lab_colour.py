@@ -85,8 +85,8 @@ def test_fused_part_is_unit_and_weighs_the_two_similarities_by_the_share() -> No
 
 @pytest.fixture(scope="module")
 def blind_head_shop(tmp_path_factory) -> Path:
-    """Bags and shoes in red and blue (tests/colour_shop.py's photos), and a model whose colour head gives every
-    photo the same probabilities: only the pixels' Lab part can tell red from blue. Indexes built with
+    """Bags and shoes in red and blue (tests/colour_shop.py's photos), and a model whose colour head gives
+    every photo the same probabilities: only the pixels' Lab part can tell red from blue. Indexes built with
     ``colour_lab_share`` 0 (``head/``) and 0.75 (``lab/``)."""
     from imgsearch.cli.index import build
     from imgsearch.models.classifier import ImageClassifier
@@ -111,14 +111,10 @@ def blind_head_shop(tmp_path_factory) -> Path:
             layer.bias.zero_()
     ckpt = save_checkpoint(model.eval(), root / "checkpoints" / "best.ckpt")
     for name, share in (("head", 0.0), ("lab", 0.75)):
-        build(
-            compose(
-                "index",
-                [f"checkpoint={ckpt}", f"catalogue={root / 'catalogue.csv'}", f"output_dir={root / name}",
-                 "embed.num_workers=0", "embed.trainer.accelerator=cpu", f"hydra.run.dir={root / 'hydra'}",
-                 f"colour_lab_share={share}"],
-            )  # fmt: skip
-        )
+        overrides = [f"checkpoint={ckpt}", f"catalogue={root / 'catalogue.csv'}", f"output_dir={root / name}",
+                     "embed.num_workers=0", "embed.trainer.accelerator=cpu", f"colour_lab_share={share}",
+                     f"hydra.run.dir={root / 'hydra'}"]  # fmt: skip
+        build(compose("index", overrides))
     return root
 
 
