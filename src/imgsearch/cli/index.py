@@ -149,9 +149,10 @@ def build(cfg: DictConfig) -> Path | None:
 
     from imgsearch.data.schema import catalogue_hash, read_catalogue
     from imgsearch.models.checkpoint import checkpoint_sha256
-    from imgsearch.retrieval.colour import COLOUR_FILE, colour_manifest, colour_part
+    from imgsearch.retrieval.colour import COLOUR_FILE, check_lab_share, colour_manifest, fused_colour_part
     from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX, PIXELS, embed_catalogue
     from imgsearch.retrieval.index import build_index, make_manifest, save_index_dir, set_search_params
+    from imgsearch.retrieval.lab_colour import lab_descriptors
 
     kind = str(cfg.embedding)
     module = _model(cfg, ckpt, kind)
@@ -174,6 +175,7 @@ def build(cfg: DictConfig) -> Path | None:
     options = embed_kwargs(cfg)
     attr_classes = _attributes_to_predict(cfg, module, kind)
     colour_attr = _colour_attribute(cfg, module, kind)
+    lab_share = check_lab_share(cfg.get("colour_lab_share")) if colour_attr else 0.0
     heads = {**attr_classes, **({colour_attr: module.attribute_classes[colour_attr]} if colour_attr else {})}
     emb = embed_catalogue(
         None if kind == PIXELS else module,
@@ -230,10 +232,15 @@ def build(cfg: DictConfig) -> Path | None:
             # queries must be embedded the same way (Searcher.embed reads it)
             **({"flip_average": True} if options.get("flip_average") and kind == "features" else {}),
             **({"predicted_attributes": predicted} if predicted else {}),
-            **({"colour": colour_manifest(colour_attr, heads[colour_attr])} if colour_attr else {}),
+            **(
+                {"colour": colour_manifest(colour_attr, heads[colour_attr], lab_share)} if colour_attr else {}
+            ),
         },
     )
-    arrays = {COLOUR_FILE: colour_part(emb[ATTRIBUTE_KIND_PREFIX + colour_attr])} if colour_attr else None
+    arrays = None
+    if colour_attr:  # the Lab histograms of the indexed photos, in the index's order (retrieval/lab_colour)
+        hists = lab_descriptors(items["image_path"]) if lab_share else None
+        arrays = {COLOUR_FILE: fused_colour_part(emb[ATTRIBUTE_KIND_PREFIX + colour_attr], hists, lab_share)}
     out = output_dir(cfg, (run_dir or Path(str(cfg.paths.output_dir))) / "index")
     save_index_dir(out, index, items, manifest, arrays)
     log.info(

@@ -15,6 +15,12 @@ The index directory holds the parts in ``colour.npy`` (row ``i`` = index positio
 ``colour`` records the attribute, the classes and the size (``dim``). An index without it refuses a weight.
 A live catalogue's items added after the build get their parts from the same head
 (:mod:`imgsearch.retrieval.live_attributes`), so a weight keeps working through adds, removes and compaction.
+
+With ``colour_lab_share = s > 0`` (``imgsearch-index colour_lab_share=s``) the part also holds the photo's
+foreground Lab histogram (:mod:`imgsearch.retrieval.lab_colour`): ``[sqrt(1 - s) * head part, sqrt(s) * Lab
+part]``, still a unit row, whose inner product is ``(1 - s) * BC(heads) + s * BC(Lab histograms)``. The
+manifest's ``colour.lab`` records ``s``; a query photo's part is built the same way from its pixels. The
+detached colour head sees only the category-trained features; the pixels keep the colour (docs/results.md).
 """
 
 from __future__ import annotations
@@ -61,14 +67,60 @@ def named_colour_part(colour: str, classes: Sequence[str]) -> np.ndarray:
     return out
 
 
-def colour_manifest(attribute: str, classes: Sequence[str]) -> dict[str, Any]:
-    return {
+def colour_manifest(attribute: str, classes: Sequence[str], lab_share: float = 0.0) -> dict[str, Any]:
+    info: dict[str, Any] = {
         "attribute": attribute,
         "classes": list(classes),
         "dim": len(classes),
         "file": COLOUR_FILE,
         "vector": "sqrt of the colour head's probabilities (inner product = Bhattacharyya coefficient)",
     }
+    share = check_lab_share(lab_share)
+    if share:
+        from imgsearch.retrieval import lab_colour
+
+        info["dim"] = len(classes) + lab_colour.DIM
+        info["lab"] = {
+            "share": share,
+            "dim": lab_colour.DIM,
+            "bins": [lab_colour.L_BINS, lab_colour.AB_BINS, lab_colour.AB_BINS],
+            "vector": "[sqrt(1 - share) * head part, sqrt(share) * sqrt(foreground Lab histogram)]",
+        }
+    return info
+
+
+def check_lab_share(share: float | None) -> float:
+    share = float(share or 0.0)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"colour_lab_share must be within [0, 1], got {share}")
+    return share
+
+
+def lab_share_of(manifest: dict[str, Any]) -> float:
+    """The Lab descriptor's share of an index's colour part (0 without one, or for an older index)."""
+    return float(((manifest.get("colour") or {}).get("lab") or {}).get("share", 0.0))
+
+
+def fused_colour_part(probs: np.ndarray, lab_histograms: np.ndarray | None, lab_share: float) -> np.ndarray:
+    """The colour part of ``probs`` (the head's) and, at ``lab_share > 0``, the photos' Lab histograms."""
+    head = colour_part(probs)
+    if not lab_share:
+        return head
+    if lab_histograms is None or len(lab_histograms) != len(head):
+        raise ValueError("a colour part with a Lab share needs one Lab histogram per photo")
+    from imgsearch.retrieval.lab_colour import lab_part
+
+    return np.hstack([np.sqrt(1.0 - lab_share) * head, np.sqrt(lab_share) * lab_part(lab_histograms)])
+
+
+def photos_colour_part(manifest: dict[str, Any], probs: np.ndarray, images: Sequence[Any]) -> np.ndarray:
+    """The colour part of photos (PIL images or RGB arrays) as ``manifest``'s index holds its items'."""
+    share = lab_share_of(manifest)
+    if not share:
+        return colour_part(probs)
+    from imgsearch.retrieval.lab_colour import lab_descriptors
+
+    return fused_colour_part(probs, lab_descriptors(images), share)
 
 
 def save_colour_part(directory: str | Path, parts: np.ndarray) -> Path:

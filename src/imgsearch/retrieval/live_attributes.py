@@ -104,7 +104,7 @@ def new_item_extras(
     part or predicted columns."""
     import torch
 
-    from imgsearch.retrieval.colour import colour_part
+    from imgsearch.retrieval.colour import photos_colour_part
 
     module, manifest = searcher.module, searcher.manifest
     colour = (manifest.get("colour") or {}).get("attribute") if searcher.has_colour_part else None
@@ -121,4 +121,4 @@ def new_item_extras(
     rows = fill_new_rows(rows, probs, dict(getattr(module, "attribute_classes", {}) or {}), manifest)
     if colour and colour not in probs:
         raise ValueError(f"the model has no {colour!r} head, but the index's colour part comes from one")
-    return rows, colour_part(probs[colour]) if colour else None
+    return rows, photos_colour_part(manifest, probs[colour], images) if colour else None

@@ -31,8 +31,8 @@ from imgsearch.data.transforms import PIXEL_SIZE, eval_transform, pixel_transfor
 from imgsearch.retrieval.colour import (
     CANDIDATE_FACTOR,
     MIN_CANDIDATES,
-    colour_part,
     load_colour_part,
+    photos_colour_part,
     rerank_by_colour,
 )
 from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX, FEATURES, PIXELS
@@ -388,7 +388,7 @@ class Searcher:
             vectors, probs = pred[self.kind], pred.get("probs")  # no probs: a pretrained-only export
             head = ATTRIBUTE_KIND_PREFIX + str((self.manifest.get("colour") or {}).get("attribute"))
             if colour and pred.get(head) is not None:
-                colour_query = colour_part(pred[head].float().cpu().numpy())
+                colour_query = photos_colour_part(self.manifest, pred[head].float().cpu().numpy(), images)
         if self.kind == FEATURES and self.manifest.get("flip_average"):  # the index holds flipped means
             vectors = self._flip_averaged(images, vectors)
         if colour and colour_query is None:
@@ -493,7 +493,7 @@ class Searcher:
         attr = str(self.manifest["colour"]["attribute"])
         with torch.inference_mode():
             probs = self.module.predict_attributes(self._batch(images, self.class_transform))[attr]
-        return colour_part(probs.float().cpu().numpy())
+        return photos_colour_part(self.manifest, probs.float().cpu().numpy(), images)
 
     def _text_ids(self, q: str, k: int, filters: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:

@@ -1,0 +1,157 @@
+"""The foreground Lab colour descriptor (#15, retrieval/lab_colour.py) and the index colour part that fuses it
+with the colour head: the mask drops a packshot's white background but keeps white enclosed by the product,
+the histogram is the product's colours, and a colour weight on an index built with ``colour_lab_share`` ranks
+the query's colour first even when the model's colour head cannot tell the colours apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from colour_shop import shop_image
+from imgsearch.data.schema import validate_catalogue, write_catalogue
+from imgsearch.retrieval import lab_colour
+from imgsearch.retrieval.colour import colour_part, fused_colour_part
+from imgsearch.retrieval.search import Searcher
+from retrieval_fixtures import compose
+from train_helpers import save_checkpoint
+
+RED, BLUE, WHITE = (200, 30, 30), (30, 40, 200), (255, 255, 255)
+
+
+def _packshot(colour=RED, side: int = 64) -> np.ndarray:
+    """A square product of ``colour`` on white, with a white button inside it (enclosed, not background)."""
+    arr = np.full((side, side, 3), 255, np.uint8)
+    arr[16:48, 16:48] = colour
+    arr[28:36, 28:36] = WHITE
+    return arr
+
+
+def test_mask_drops_the_border_white_and_keeps_white_inside_the_product() -> None:
+    mask = lab_colour.foreground_mask(lab_colour.to_lab(_packshot()))
+    expected = np.zeros((64, 64), bool)
+    expected[16:48, 16:48] = True  # the square, its enclosed white button included
+    assert np.array_equal(mask, expected)
+
+
+def test_histogram_describes_the_product_not_the_background() -> None:
+    shot = _packshot()
+    hist = lab_colour.lab_descriptor(shot)
+    lab = lab_colour.to_lab(shot)
+    product_only = lab_colour.lab_histogram(lab[16:48, 16:48])
+    assert hist.shape == (lab_colour.DIM,) and np.isclose(hist.sum(), 1.0, atol=1e-5)
+    assert np.allclose(hist, product_only, atol=1e-6)
+    whole = lab_colour.lab_histogram(lab)  # unmasked, the white background dominates
+    assert np.linalg.norm(whole - hist) > 0.3
+
+
+def test_parts_are_unit_rows_and_closer_for_the_same_colour() -> None:
+    hists = lab_colour.lab_descriptors([_packshot(RED), _packshot((170, 40, 35)), _packshot(BLUE)])
+    parts = lab_colour.lab_part(hists)
+    assert np.allclose(np.linalg.norm(parts, axis=1), 1.0, atol=1e-5)
+    sim = parts @ parts.T
+    assert sim[0, 1] > 0.5 > sim[0, 2]  # a darker red is near red; blue is far
+
+
+def test_a_white_product_filling_the_frame_falls_back_to_every_pixel_and_is_counted() -> None:
+    stats = lab_colour.LabStats()
+    white = np.full((32, 32, 3), 250, np.uint8)
+    hist = lab_colour.lab_descriptors([white, _packshot()], stats)
+    assert stats.photos == 2 and stats.whole_image_fallbacks == 1
+    assert np.isclose(hist[0].sum(), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"RGB image \[H, W, 3\]"):
+        lab_colour.lab_descriptor(np.zeros((4, 4), np.uint8))
+
+
+def test_fused_part_is_unit_and_weighs_the_two_similarities_by_the_share() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
+    hists = lab_colour.lab_descriptors([_packshot(RED), _packshot(BLUE)])
+    share = 0.75
+    fused = fused_colour_part(probs, hists, share)
+    assert fused.shape == (2, 2 + lab_colour.DIM)
+    assert np.allclose(np.linalg.norm(fused, axis=1), 1.0, atol=1e-5)
+    head, lab = colour_part(probs), lab_colour.lab_part(hists)
+    expected = (1 - share) * head[0] @ head[1] + share * lab[0] @ lab[1]
+    assert np.isclose(fused[0] @ fused[1], expected, atol=1e-5)
+    assert np.array_equal(fused_colour_part(probs, None, 0.0), head)  # share 0: the head's part, as before
+    with pytest.raises(ValueError, match="one Lab histogram per photo"):
+        fused_colour_part(probs, hists[:1], share)
+
+
+@pytest.fixture(scope="module")
+def blind_head_shop(tmp_path_factory) -> Path:
+    """Bags and shoes in red and blue (tests/colour_shop.py's photos), and a model whose colour head gives
+    every photo the same probabilities: only the pixels' Lab part can tell red from blue. Indexes built with
+    ``colour_lab_share`` 0 (``head/``) and 0.75 (``lab/``)."""
+    from imgsearch.cli.index import build
+    from imgsearch.models.classifier import ImageClassifier
+
+    root = tmp_path_factory.mktemp("lab_shop")
+    rows = []
+    for label in ("bags", "shoes"):
+        for colour in ("red", "blue"):
+            for band in range(4):
+                item = f"{label}-{colour}-{band}"
+                path = shop_image(root / f"{item}.png", band, colour, label)
+                rows.append({"item_id": item, "label": label, "split": "train", "baseColour": colour.title(),
+                             "title": f"{colour.title()} {label}", "image_path": path})  # fmt: skip
+    write_catalogue(validate_catalogue(pd.DataFrame(rows)), root / "catalogue.csv")
+    model = ImageClassifier(
+        backbone="svm", num_classes=2, class_names=["bags", "shoes"], input_size=8,
+        attributes=["baseColour"], attribute_classes={"baseColour": ["Blue", "Red"]},
+    )  # fmt: skip
+    with torch.no_grad():
+        for layer in (model.attribute_heads["baseColour"], model.head):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    ckpt = save_checkpoint(model.eval(), root / "checkpoints" / "best.ckpt")
+    for name, share in (("head", 0.0), ("lab", 0.75)):
+        overrides = [f"checkpoint={ckpt}", f"catalogue={root / 'catalogue.csv'}", f"output_dir={root / name}",
+                     "embed.num_workers=0", "embed.trainer.accelerator=cpu", f"colour_lab_share={share}",
+                     f"hydra.run.dir={root / 'hydra'}"]  # fmt: skip
+        build(compose("index", overrides))
+    return root
+
+
+def _colours(result) -> list[str]:
+    return [h.item_id.split("-")[1] for h in result.hits]
+
+
+def test_index_with_a_lab_share_ranks_the_query_colour_first(blind_head_shop: Path) -> None:
+    lab = Searcher.from_index_dir(blind_head_shop / "lab")
+    info = lab.manifest["colour"]
+    assert info["lab"]["share"] == 0.75 and info["dim"] == 2 + lab_colour.DIM
+    assert lab.colour_parts.shape == (16, 2 + lab_colour.DIM)
+    for query_item, colour in (("bags-red-0", "red"), ("shoes-blue-2", "blue")):
+        query = Image.open(blind_head_shop / f"{query_item}.png")
+        plain = lab.search([query], k=8)[0]
+        weighted = lab.search([query], k=8, colour_weight=4.0)[0]
+        assert _colours(weighted) == [colour] * 8
+        assert _colours(plain).count(colour) < 8  # the search vector alone mixes the colours
+    # the same model's head-only part cannot: every item's colour part is the same
+    head = Searcher.from_index_dir(blind_head_shop / "head")
+    assert "lab" not in head.manifest["colour"]
+    assert np.allclose(head.colour_parts, head.colour_parts[0])
+    weighted = head.search([Image.open(blind_head_shop / "bags-red-0.png")], k=8, colour_weight=4.0)[0]
+    assert _colours(weighted).count("red") < 8
+
+
+def test_added_items_get_the_same_fused_part(blind_head_shop: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "index"
+    shutil.copytree(blind_head_shop / "lab", copy)
+    searcher = Searcher.from_index_dir(copy, live=True)
+    path = shop_image(tmp_path / "new-red.png", 1, "red", "bags")
+    new = pd.DataFrame([{"item_id": "new-red", "label": "bags", "title": "Holdall", "image_path": path}])
+    assert searcher.add_items(new)["added"] == 1
+    vid = int(searcher.item("new-red").name)
+    built = int(searcher.item("bags-red-1").name)  # the same photo, indexed at build time
+    assert np.allclose(searcher.colour_parts[vid], searcher.colour_parts[built], atol=1e-5)
+    weighted = searcher.search([Image.open(path)], k=9, colour_weight=4.0)[0]
+    assert _colours(weighted).count("red") == 9
