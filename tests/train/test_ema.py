@@ -56,3 +56,23 @@ def test_saved_weights_are_the_ema(demo_root: Path, tmp_path: Path) -> None:
     model = load_classifier(record["last_checkpoint"])
     name = next(iter(ema))
     torch.testing.assert_close(dict(model.named_parameters())[name].detach(), ema[name], rtol=1e-5, atol=1e-6)
+
+
+def test_the_test_stage_gets_the_average_of_a_weight_averaged_checkpoint(tmp_path: Path) -> None:
+    """Lightning would restore the raw weights (``current_model_state``) when ``trainer.test`` loads an EMA
+    checkpoint; the test stage must run on the state_dict (the average) that index, eval and serve read."""
+    from imgsearch.cli.train import load_averaged_weights
+
+    model = torch.nn.Linear(3, 2)
+    average = {k: torch.full_like(v, 1.0) for k, v in model.state_dict().items()}
+    raw = {k: torch.full_like(v, -1.0) for k, v in model.state_dict().items()}
+    ema_ckpt = tmp_path / "ema.ckpt"
+    torch.save({"state_dict": average, "current_model_state": raw, "averaging_state": {}}, ema_ckpt)
+    assert load_averaged_weights(model, ema_ckpt) is None  # trainer.test then tests the model as it is
+    assert all(torch.equal(v, average[k]) for k, v in model.state_dict().items())
+
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": raw}, plain)
+    assert load_averaged_weights(model, plain) == plain  # left to Lightning, which loads it as usual
+    assert all(torch.equal(v, average[k]) for k, v in model.state_dict().items())
+    assert load_averaged_weights(model, None) is None

@@ -24,6 +24,7 @@ from typing import Any
 import hydra
 import lightning as L
 import pandas as pd
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -182,6 +183,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return _fit_and_test(cfg, trainer, model, datamodule, run_dir, resume)
 
 
+def load_averaged_weights(model: L.LightningModule, ckpt_path: str | Path | None) -> str | Path | None:
+    """Put a weight-averaged (EMA) checkpoint's average into ``model`` and return ``None``; any other
+    checkpoint path is returned as it is, for ``trainer.test(ckpt_path=...)`` to load.
+
+    Lightning's ``WeightAveraging.on_load_checkpoint`` restores the *raw* weights (kept for resuming) when
+    a trainer loads such a checkpoint, so ``trainer.test(ckpt_path=best)`` would test weights that no saved
+    state_dict holds, while index, eval and serve read the average: the test figures must describe the
+    weights that ship.
+    """
+    if ckpt_path is None:
+        return None
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if "current_model_state" not in checkpoint:
+        return ckpt_path
+    model.load_state_dict(checkpoint["state_dict"])
+    log.info("testing the averaged weights of %s (its state_dict)", ckpt_path)
+    return None
+
+
 def _fit_and_test(
     cfg: DictConfig,
     trainer: L.Trainer,
@@ -207,6 +227,7 @@ def _fit_and_test(
                 log.warning("no best checkpoint was saved (no ModelCheckpoint?); testing the final weights")
         else:
             test_ckpt = resume
+        test_ckpt = load_averaged_weights(model, test_ckpt)
         log.info("testing %s", test_ckpt or "the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
         metrics.update(
