@@ -32,12 +32,9 @@ def shop_image(path: Path, band: int, colour: str, label: str) -> str:
     return str(path)
 
 
-def build_colour_shop(root: Path) -> Path:
-    """``root`` with ``catalogue.csv``, ``checkpoints/best.ckpt``, ``index/`` (with a colour part) and
-    ``blind/`` (built with ``colour_attribute=false``: no colour part)."""
-    from imgsearch.cli.index import build
-    from imgsearch.models.classifier import ImageClassifier
-
+def write_shop_catalogue(root: Path, titles: dict[str, str] = TITLES) -> None:
+    """Draw the shop's 16 photos (bags and shoes, red and blue, four bands each) into ``root`` and write
+    their ``catalogue.csv`` (titles "<Colour> <titles[label]>")."""
     rows = []
     for label in ("bags", "shoes"):
         for colour in ("red", "blue"):
@@ -45,8 +42,17 @@ def build_colour_shop(root: Path) -> Path:
                 item = f"{label}-{colour}-{band}"
                 path = shop_image(root / f"{item}.png", band, colour, label)
                 rows.append({"item_id": item, "label": label, "split": "train", "baseColour": colour.title(),
-                             "title": f"{colour.title()} {TITLES[label]}", "image_path": path})  # fmt: skip
+                             "title": f"{colour.title()} {titles[label]}", "image_path": path})  # fmt: skip
     write_catalogue(validate_catalogue(pd.DataFrame(rows)), root / "catalogue.csv")
+
+
+def build_colour_shop(root: Path) -> Path:
+    """``root`` with ``catalogue.csv``, ``checkpoints/best.ckpt``, ``index/`` (with a colour part) and
+    ``blind/`` (built with ``colour_attribute=false``: no colour part)."""
+    from imgsearch.cli.index import build
+    from imgsearch.models.classifier import ImageClassifier
+
+    write_shop_catalogue(root)
     model = ImageClassifier(
         backbone="svm", num_classes=2, class_names=["bags", "shoes"], input_size=SIZE,
         attributes=["baseColour"], attribute_classes={"baseColour": ["Blue", "Red"]},

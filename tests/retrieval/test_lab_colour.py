@@ -13,8 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from colour_shop import shop_image
-from imgsearch.data.schema import validate_catalogue, write_catalogue
+from colour_shop import shop_image, write_shop_catalogue
 from imgsearch.retrieval import lab_colour
 from imgsearch.retrieval.colour import colour_part, fused_colour_part
 from imgsearch.retrieval.search import Searcher
@@ -92,15 +91,7 @@ def blind_head_shop(tmp_path_factory) -> Path:
     from imgsearch.models.classifier import ImageClassifier
 
     root = tmp_path_factory.mktemp("lab_shop")
-    rows = []
-    for label in ("bags", "shoes"):
-        for colour in ("red", "blue"):
-            for band in range(4):
-                item = f"{label}-{colour}-{band}"
-                path = shop_image(root / f"{item}.png", band, colour, label)
-                rows.append({"item_id": item, "label": label, "split": "train", "baseColour": colour.title(),
-                             "title": f"{colour.title()} {label}", "image_path": path})  # fmt: skip
-    write_catalogue(validate_catalogue(pd.DataFrame(rows)), root / "catalogue.csv")
+    write_shop_catalogue(root, titles={"bags": "bags", "shoes": "shoes"})
     model = ImageClassifier(
         backbone="svm", num_classes=2, class_names=["bags", "shoes"], input_size=8,
         attributes=["baseColour"], attribute_classes={"baseColour": ["Blue", "Red"]},
