@@ -46,6 +46,7 @@ from imgsearch.serve.batching import BatchConfig, MicroBatcher, QueueFull
 from imgsearch.serve.items import install_item_routes, uploads_dir_of
 from imgsearch.serve.limits import DecodeLimits, DecodeSlots
 from imgsearch.serve.metrics import install_operations
+from imgsearch.serve.middleware import ReloadBetweenRequests, ResponseHeader
 from imgsearch.serve.upload import (
     MULTIPART_OVERHEAD_BYTES,
     BodySizeLimit,
@@ -235,11 +236,7 @@ def create_app(
     app.state.batcher = batcher
     app.state.reloader = reloader
     if reloader is not None:
-
-        @app.middleware("http")
-        async def _reload_between_requests(request: Request, call_next):
-            reloader.maybe_reload()  # a few stat calls at most once per check interval
-            return await call_next(request)
+        app.add_middleware(ReloadBetweenRequests, reloader=reloader)
 
     @app.exception_handler(UploadRejected)
     async def _upload_rejected(request: Request, exc: UploadRejected) -> JSONResponse:
@@ -594,12 +591,8 @@ def build_app(cfg: Mapping[str, Any], searcher: Any | None = None) -> FastAPI:
         reloader=reloader,
     )
     pid = str(os.getpid())
-
-    @app.middleware("http")
-    async def _worker_header(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["X-Imgsearch-Worker"] = pid  # which of workers=N answered (operators, tests)
-        return response
+    # which of workers=N answered (operators, tests)
+    app.add_middleware(ResponseHeader, name="X-Imgsearch-Worker", value=pid)
 
     log.info("serving %d items from %s (pid %s)", len(searcher.items), index_dir, pid)
     return app

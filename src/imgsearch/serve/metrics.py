@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +20,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("imgsearch.serve.access")
 
@@ -48,6 +49,47 @@ class ServeMetrics:
         )
 
 
+class ObserveRequests:
+    """Pure ASGI middleware: count each HTTP request by route and status, time it, write its access-log line.
+
+    Wraps ``send`` to read the status (see :mod:`imgsearch.serve.middleware` for why not
+    ``@app.middleware("http")``); the time runs to the last byte of the body sent.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: ServeMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # what a request that raises before its response starts answers
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - start
+            # the route template, not the raw path: item ids must not make one time series each; the
+            # router writes the matched route into this same scope dict
+            path = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.requests.labels(path=path, status=str(status)).inc()
+            self.metrics.latency.labels(path=path).observe(elapsed)
+            client = scope.get("client")
+            access_log.info(
+                '%s "%s %s" %d %.1f ms',
+                client[0] if client else "-", scope.get("method", "-"), scope.get("path", ""), status,
+                elapsed * 1000.0,
+            )  # fmt: skip
+
+
 def install_operations(
     app: FastAPI, *, ready: Callable[[], bool], queue_depth: Callable[[], int]
 ) -> ServeMetrics:
@@ -55,26 +97,7 @@ def install_operations(
     metrics = ServeMetrics()
     metrics.queue_depth.set_function(lambda: float(queue_depth()))
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next):
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            elapsed = time.perf_counter() - start
-            route = request.scope.get("route")
-            # the route template, not the raw path: item ids must not make one time series each
-            path = getattr(route, "path", None) or "unmatched"
-            metrics.requests.labels(path=path, status=str(status)).inc()
-            metrics.latency.labels(path=path).observe(elapsed)
-            access_log.info(
-                '%s "%s %s" %d %.1f ms',
-                request.client.host if request.client else "-", request.method, request.url.path, status,
-                elapsed * 1000.0,
-            )  # fmt: skip
+    app.add_middleware(ObserveRequests, metrics=metrics)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
