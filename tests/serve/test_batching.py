@@ -117,3 +117,19 @@ def test_operations_endpoints_answer(colour_searcher, caplog):
     assert "imgsearch_batch_size_count 1.0" in text
     assert "imgsearch_queue_depth 0.0" in text
     assert 'imgsearch_request_seconds_count{path="/search"} 2.0' in text
+
+
+def test_metrics_count_unmatched_paths_and_refused_uploads_by_status(colour_searcher):
+    # the pure ASGI observer reads the status from the response start message, including answers that
+    # come from the body-size middleware inside it and from the router's 404 (no route in the scope)
+    client = TestClient(create_app(colour_searcher, max_upload_bytes=1000))
+    assert client.get("/no/such/page").status_code == 404
+    assert client.get("/items/no-such-item/image").status_code == 404
+    big = {"file": ("p.jpg", b"\xff" * 200_000, "image/jpeg")}
+    assert client.post("/search", files=big).status_code == 413
+    text = client.get("/metrics").text
+    assert 'imgsearch_requests_total{path="unmatched",status="404"} 1.0' in text
+    # the route's template, whatever the item id: ids must not make one time series each
+    assert 'imgsearch_requests_total{path="/items/{item_id:path}/image",status="404"} 1.0' in text
+    # a declared oversized body is refused before the router runs, so no route is recorded
+    assert 'imgsearch_requests_total{path="unmatched",status="413"} 1.0' in text
