@@ -133,3 +133,47 @@ def test_metrics_count_unmatched_paths_and_refused_uploads_by_status(colour_sear
     assert 'imgsearch_requests_total{path="/items/{item_id:path}/image",status="404"} 1.0' in text
     # a declared oversized body is refused before the router runs, so no route is recorded
     assert 'imgsearch_requests_total{path="unmatched",status="413"} 1.0' in text
+
+
+def test_prepared_photos_search_like_plain_ones_and_stale_tensors_are_not_used(demo_searcher):
+    """serve prepares photos in its decode threads; a search of them equals a search of the plain photos,
+    and a tensor made by another transform (a model swapped by hot reload) is remade, not searched."""
+    from imgsearch.data.images import load_image
+    from imgsearch.retrieval.search import PreparedImage
+
+    photos = [load_image(p) for p in demo_searcher.items["image_path"].head(4)]
+    want = demo_searcher.search(photos, k=5)
+    prepared = [demo_searcher.prepare(p) for p in photos]
+    assert all(isinstance(p, PreparedImage) and p.transform is demo_searcher.transform for p in prepared)
+    assert repr(demo_searcher.search(prepared, k=5)) == repr(want)
+    # a wrong tensor under a foreign transform: the searcher must ignore it and remake the photo's own
+    stale = [PreparedImage(p.image, p.tensor.flip(-1).neg(), transform=object()) for p in prepared]
+    assert repr(demo_searcher.search(stale, k=5)) == repr(want)
+    # the same wrong tensor claimed by the searcher's own transform is used, so the check above had teeth
+    spoofed = [PreparedImage(p.image, p.tensor.flip(-1).neg(), demo_searcher.transform) for p in prepared]
+    assert [h.item_id for h in demo_searcher.search(spoofed, k=5)[0].hits] != [h.item_id for h in want[0].hits]
+
+
+def test_app_prepares_uploads_in_the_decode_threads(demo_searcher):
+    """The batched path hands the batcher prepared photos, and its answers equal the unbatched path's."""
+    from imgsearch.retrieval.search import PreparedImage
+
+    seen: list[type] = []
+    original = demo_searcher.search
+
+    def spy(images, *args, **kwargs):
+        seen.extend(type(im) for im in images)
+        return original(images, *args, **kwargs)
+
+    path = demo_searcher.items["image_path"].iloc[0]
+    data = open(path, "rb").read()
+    plain = TestClient(create_app(demo_searcher, batching=None))
+    want = plain.post("/search?k=5", files={"file": ("a.jpg", data, "image/jpeg")}).json()
+    demo_searcher.search = spy
+    try:
+        batched = TestClient(create_app(demo_searcher, batching=BatchConfig()))
+        got = batched.post("/search?k=5", files={"file": ("a.jpg", data, "image/jpeg")}).json()
+    finally:
+        del demo_searcher.search
+    assert seen == [PreparedImage]
+    assert len(want["results"]) == 5 and got["results"] == want["results"]

@@ -17,7 +17,6 @@ all requests through :func:`create_app`, which tests call with a searcher they b
 """
 
 import asyncio
-import functools
 import json
 import logging
 import math
@@ -348,15 +347,13 @@ def create_app(
             except FilterError as exc:  # e.g. a range on a column that holds no numbers
                 raise HTTPException(400, detail=str(exc)) from None
             return to_response(result, want, offset)
+
         # the same pixel budget and decode slots as the unbatched path (#13): batching must not unbound memory
-        decode_one = functools.partial(
-            decode_upload,
-            data,
-            file.filename or "upload",
-            max_bytes=max_upload_bytes,
-            limits=limits,
-            slots=slots,
-        )
+        def decode_one() -> Any:
+            image = decode_upload(data, file.filename or "upload", max_bytes=max_upload_bytes, limits=limits,
+                                  slots=slots)  # fmt: skip
+            return batcher.prepare(image)
+
         image = await asyncio.get_running_loop().run_in_executor(decode_pool, decode_one)
         try:
             result = await batcher.submit(image, fetch, **options)
