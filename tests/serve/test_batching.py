@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -151,7 +152,8 @@ def test_prepared_photos_search_like_plain_ones_and_stale_tensors_are_not_used(d
     assert repr(demo_searcher.search(stale, k=5)) == repr(want)
     # the same wrong tensor claimed by the searcher's own transform is used, so the check above had teeth
     spoofed = [PreparedImage(p.image, p.tensor.flip(-1).neg(), demo_searcher.transform) for p in prepared]
-    assert [h.item_id for h in demo_searcher.search(spoofed, k=5)[0].hits] != [h.item_id for h in want[0].hits]
+    spoofed_ids = [h.item_id for h in demo_searcher.search(spoofed, k=5)[0].hits]
+    assert spoofed_ids != [h.item_id for h in want[0].hits]
 
 
 def test_app_prepares_uploads_in_the_decode_threads(demo_searcher):
@@ -166,7 +168,7 @@ def test_app_prepares_uploads_in_the_decode_threads(demo_searcher):
         return original(images, *args, **kwargs)
 
     path = demo_searcher.items["image_path"].iloc[0]
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     plain = TestClient(create_app(demo_searcher, batching=None))
     want = plain.post("/search?k=5", files={"file": ("a.jpg", data, "image/jpeg")}).json()
     demo_searcher.search = spy
