@@ -200,7 +200,11 @@ class Searcher:
             self.transform = pixel_transform(int(emb.get("pixel_size") or PIXEL_SIZE))
         else:
             self.transform = eval_transform(module.data_config)
-        self.class_transform = eval_transform(module.data_config) if module is not None else None
+        # the classifier sees what the search vector sees, except on a pixels index; one object, so that a
+        # photo prepared once (PreparedImage) serves the colour head's pass too
+        self.class_transform = self.transform if self.kind != PIXELS else None
+        if self.kind == PIXELS and module is not None:
+            self.class_transform = eval_transform(module.data_config)
         # runtime: "torch" | "onnx" | "auto" | an OnnxEmbedder; None here means PyTorch
         self.onnx = None
         if module is not None and self.kind != PIXELS and runtime != "torch":

@@ -77,9 +77,12 @@ class MicroBatcher:
         Called in the decode threads: resizing and normalising there run beside the forward pass instead
         of in the single batch thread, where they would add ~0.5 ms a photo to every batch (docs/serve.md).
         """
-        current = getattr(self.searcher, "current_searcher", lambda: self.searcher)()
-        prepare = getattr(current, "prepare", None)
+        prepare = getattr(self._current(), "prepare", None)
         return image if prepare is None else prepare(image)
+
+    def _current(self) -> Any:
+        # a hot-reloading holder (serve/reload.py) names the searcher of the moment; a plain one is itself
+        return getattr(self.searcher, "current_searcher", lambda: self.searcher)()
 
     def depth(self) -> int:
         """Photos waiting now."""
@@ -155,7 +158,7 @@ class MicroBatcher:
         """One forward pass for the whole batch, then one index search per set of options."""
         images = [b[0] for b in batch]
         # one searcher for the whole batch, even if a hot reload swaps it meanwhile (serve/reload.py)
-        searcher = getattr(self.searcher, "current_searcher", lambda: self.searcher)()
+        searcher = self._current()
         groups: dict[tuple, list[int]] = {}
         for i, (_, _, options, _) in enumerate(batch):
             groups.setdefault(options, []).append(i)
