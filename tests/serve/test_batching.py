@@ -79,6 +79,36 @@ def test_full_queue_refuses_at_once(colour_searcher):
     batcher.close()
 
 
+class _PoisonSearcher:
+    """Fails any search that holds the poisoned photo, as a photo the model cannot take would."""
+
+    def __init__(self, inner, poison):
+        self.inner, self.items, self.poison, self.calls = inner, inner.items, poison, []
+
+    def search(self, images, k=10, *, restrict_to_predicted=False):
+        self.calls.append(len(images))
+        if any(im is self.poison for im in images):
+            raise ValueError("this photo cannot be searched")
+        return self.inner.search(images, k=k, restrict_to_predicted=restrict_to_predicted)
+
+
+def test_a_failing_photo_fails_only_its_own_request(colour_searcher):
+    photos = _photos()[:5]
+    want = [colour_searcher.search([p], k=3)[0] for p in photos]
+    poisoned = _PoisonSearcher(colour_searcher, photos[2])
+    batcher = MicroBatcher(poisoned, BatchConfig(max_batch=16, max_wait_ms=50))
+
+    async def run():
+        return await asyncio.gather(*(batcher.submit(p, 3) for p in photos), return_exceptions=True)
+
+    got = asyncio.run(run())
+    batcher.close()
+    assert max(poisoned.calls) > 1, "the photos shared a batch, so the failure had company to spoil"
+    assert isinstance(got[2], ValueError) and "cannot be searched" in str(got[2])
+    for i in (0, 1, 3, 4):
+        assert repr(got[i]) == repr(want[i])
+
+
 def test_app_batched_json_equals_unbatched(colour_searcher):
     plain = TestClient(create_app(colour_searcher, top_k=4))
     batched = TestClient(create_app(colour_searcher, top_k=4, batching=BatchConfig(max_wait_ms=1)))

@@ -8,7 +8,8 @@ arriving at an idle model goes at once, and only a burst (company already queued
 (:class:`QueueFull`, answered 503 with ``Retry-After``) instead of letting latency grow without bound.
 
 A batch is searched with the largest ``k`` asked in it; each answer keeps its own first ``k`` hits, which are
-the hits a search with that ``k`` returns (hits are ranked, the index returns them best first).
+the hits a search with that ``k`` returns (hits are ranked, the index returns them best first). A batch whose
+search raises is searched again one photo at a time, so only the photo that fails gets the error.
 """
 
 from __future__ import annotations
@@ -197,10 +198,17 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(self._model_thread, self._search, live)
-        except Exception as exc:  # every waiting request gets the error, the worker keeps going
-            for *_, future in live:
-                if not future.done():
-                    future.set_exception(exc)
+        except Exception as exc:
+            if len(live) == 1:
+                if not live[0][3].done():
+                    live[0][3].set_exception(exc)
+                return
+            # One bad photo must not fail the requests it happened to share a batch with: run them again one
+            # at a time (only on failure, so the common path keeps its single forward pass).
+            log.warning("a batch of %d photos failed (%s: %s); searching them one by one",
+                        len(live), type(exc).__name__, exc)  # fmt: skip
+            for entry in live:
+                await self._answer([entry])
             return
         for (_, want_k, _, future), result in zip(live, results, strict=True):
             if not future.done():
