@@ -15,6 +15,7 @@ from imgsearch.retrieval.expansion import (
     alpha_query_expansion,
     database_augmentation,
     flip_averaged,
+    mean_of_views,
     unit,
 )
 from imgsearch.retrieval.leave_one_out import expanded, leave_one_out_scores
@@ -127,3 +128,16 @@ def test_index_built_with_flip_average_is_searched_with_it(trained_run, tmp_path
     np.testing.assert_allclose(own, mirrored, rtol=1e-4, atol=1e-5)  # queries are flip-averaged too
     stored = np.asarray(index.reconstruct(5), dtype=np.float32)
     assert float(own[0] @ stored) == pytest.approx(1.0, abs=1e-4)  # the same vector as the indexed one
+    # A query mirrors the model's input, as the build does (retrieval/embed.py), not the photo: for a photo
+    # whose centre crop leaves an odd margin the two differ by a pixel's shift.
+    from timm.data import create_transform
+
+    side = searcher.transform.transforms[1].size[0]
+    searcher.transform = create_transform(side, crop_pct=0.875, interpolation="bicubic", mean=(0.5,) * 3,
+                                          std=(0.5,) * 3)  # fmt: skip
+    odd = image.resize((101, 67))
+    x = searcher.transform(odd).unsqueeze(0)
+    with torch.inference_mode():
+        views = [searcher.module.predict_step(v)["features"] for v in (x, torch.flip(x, dims=[-1]))]
+    got, _ = searcher.embed([odd])
+    assert float(got[0] @ mean_of_views(*views)[0].numpy()) == pytest.approx(1.0, abs=1e-5)

@@ -414,34 +414,29 @@ class Searcher:
             if self.module is not None:
                 probs = self.module.embed(self._batch(images, self.class_transform), "probs")
         else:
-            if self.onnx is not None:
-                out = self.onnx(self._batch(images, self.transform))
-                pred = {key: torch.from_numpy(value) for key, value in out.items()}
-            else:
-                pred = self.module.predict_step(self._batch(images, self.transform))
+            x = self._batch(images, self.transform)
+            pred = self._forward(x)
             vectors, probs = pred[self.kind], pred.get("probs")  # no probs: a pretrained-only export
             head = ATTRIBUTE_KIND_PREFIX + str((self.manifest.get("colour") or {}).get("attribute"))
             if colour and pred.get(head) is not None:
                 colour_query = photos_colour_part(
                     self.manifest, pred[head].float().cpu().numpy(), [_pil(im) for im in images]
                 )
-        if self.kind == FEATURES and self.manifest.get("flip_average"):  # the index holds flipped means
-            vectors = self._flip_averaged(images, vectors)
+            if self.kind == FEATURES and self.manifest.get("flip_average"):  # the index holds flipped means
+                # the mirror of the model's input, as the index build makes it (retrieval/embed.py): the
+                # same vectors, and no second resize and normalisation of every photo
+                vectors = mean_of_views(vectors, self._forward(torch.flip(x, dims=[-1]))[self.kind])
         if colour and colour_query is None:
             colour_query = self._colour_query(images)
         out_probs = None if probs is None else probs.float().cpu().numpy()
         vectors = prepare_vectors(vectors.float().cpu().numpy(), normalize=self.normalize)
         return vectors, out_probs, colour_query
 
-    def _flip_averaged(
-        self, images: Sequence[Image.Image | PreparedImage], own: torch.Tensor
-    ) -> torch.Tensor:
-        mirrored = [to_rgb(_pil(im)).transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images]
+    def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's outputs for a preprocessed batch, through ONNX Runtime when the searcher has it."""
         if self.onnx is not None:
-            other = torch.from_numpy(self.onnx(self._batch(mirrored, self.transform))[self.kind])
-        else:
-            other = self.module.predict_step(self._batch(mirrored, self.transform))[self.kind]
-        return mean_of_views(own, other)
+            return {key: torch.from_numpy(value) for key, value in self.onnx(x).items()}
+        return self.module.predict_step(x)
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         scores, ids = np.asarray(scores), np.asarray(ids)
