@@ -149,17 +149,12 @@ def test_every_documented_config_composes() -> None:
         "trainer": ["default", "cpu", "gpu", "ddp", "smoke"],
         "logger": ["csv", "wandb", "tensorboard", "none"],
         "debug": ["default", "fdr", "overfit", "limit", "profiler"],
-        "experiment": [
-            "amazon_svm",
-            "amazon_alexnet",
-            "amazon_vgg16",
-            "farfetch_vgg16",
-            "farfetch_resnet50",
-            "farfetch_inception_v3",
-            "demo",
-            "fashion_small_lite0",
-        ],
+        # every experiment file, so a new recipe cannot ship without composing
+        "experiment": sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml")),
     }
+    assert {"amazon_vgg16", "farfetch_resnet50", "demo", "demo_products", "luma_supcon"} <= set(
+        groups["experiment"]
+    )
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         for group, options in groups.items():
             for option in options:
@@ -182,6 +177,15 @@ def test_every_documented_config_composes() -> None:
             1e-2,
             0.5,
         )
+        products = compose(config_name="train", overrides=["experiment=demo_products"])
+        assert (products.labels, products.model.metric_loss, products.data.source.products_per_class) == (
+            "product",
+            "supcon",
+            100,
+        )
+        # the demo's own settings underneath, and a folder of its own beside the default demo's
+        assert products.model.backbone == "efficientnet_lite0" and products.model.finetune == "last_n"
+        assert Path(products.data.source.root).name == "demo_products"
         svm = compose(config_name="train", overrides=["experiment=amazon_svm"])
         assert (svm.model.backbone, svm.model.lr, svm.model.weight_decay, svm.model.loss) == (
             "svm",

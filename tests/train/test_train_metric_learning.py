@@ -137,3 +137,22 @@ def test_metric_learning_beats_cross_entropy_at_product_level(demo_root: Path, t
         record = train(compose_train([*over, *extra], run))
         scores[name] = _product_map_at_r(record, run, ("train",))
     assert scores["supcon"] >= scores["ce"] + 0.2, scores
+
+
+def test_demo_products_recipe_trains_product_similarity_through_hydra(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    """``experiment=demo_products`` (docs/results.md) on the tiny demo: SupCon batches hold both views of each
+    product, and the best checkpoint is chosen by the product-level val retrieval it logs."""
+    over = [
+        "experiment=demo_products",
+        *tiny_overrides(demo_root, model="efficientnet_lite0"),
+        *("model.input_size=32", "trainer.max_epochs=1"),
+    ]
+    cfg = compose_train(over, tmp_path / "run")
+    assert (cfg.labels, cfg.model.metric_loss, cfg.optimized_metric) == ("product", "supcon", "val/map_at_r")
+    record = train(cfg)
+    assert record["global_step"] >= 1
+    assert 0.0 <= record["val/map_at_r"] <= 1.0
+    assert record["optimized_metric"]["name"] == "val/map_at_r"
+    assert "-map_at_r_" in Path(record["best_checkpoint"]).name  # the checkpoint kept by product retrieval
