@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgsearch.models.export import CACHE_ENV
 from imgsearch.retrieval.leave_one_out import leave_one_out_scores
 
 
@@ -51,12 +52,39 @@ def test_luma_config_splits_by_product(tmp_path: Path) -> None:
     assert 0.25 < test_share < 0.35
 
 
-def test_backbone_baseline_embeds_at_the_requested_input_size() -> None:
-    """``--input-size`` sets the untrained baseline's eval size; without it the weights' own size is used."""
-    from imgsearch.retrieval.leave_one_out import _PooledFeatures
+def _demo_catalogue(demo_root: Path, tmp_path: Path, broken: bool = False) -> Path:
+    from imgsearch.data.demo import demo_catalogue
+    from imgsearch.data.schema import write_catalogue
 
-    assert _PooledFeatures("efficientnet_lite0").data_config["input_size"] == (3, 224, 224)
-    assert _PooledFeatures("efficientnet_lite0", input_size=160).data_config["input_size"] == (3, 160, 160)
+    table = demo_catalogue(demo_root).head(24).copy()
+    table["split"] = "test"
+    if broken:  # one photo that cannot be read: left out and counted, the rest still scored
+        bad = tmp_path / "broken.jpg"
+        bad.write_bytes(b"not a jpeg")
+        table.loc[0, "image_path"] = str(bad)
+    return write_catalogue(table, tmp_path / "catalogue.csv")
+
+
+def test_backbone_baseline_scores_the_same_through_either_runtime(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The protocol embeds through embed_catalogue, so ``--runtime`` chooses ONNX Runtime or PyTorch like the
+    index build; the two give the same vectors, hence the same scores. An unreadable photo is counted."""
+    from imgsearch.retrieval.leave_one_out import main
+
+    catalogue = _demo_catalogue(demo_root, tmp_path, broken=True)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "onnx"))  # this test's own export cache
+    common = ["--catalogue", str(catalogue), "--backbone", "efficientnet_lite0", "--input-size", "32"]
+    torch_run = main([*common, "--runtime", "torch"])
+    onnx_run = main([*common, "--runtime", "onnx"])
+    assert torch_run["skipped_photos"] == onnx_run["skipped_photos"] == 1
+    assert torch_run["queries"] + torch_run["queries_without_relevant"] == 23
+    for key in ("recall@1", "MAP@R"):
+        assert onnx_run[key] == pytest.approx(torch_run[key], abs=1e-6)
+    # the untrained features find the other view of a product more often than chance (1 in 22)
+    assert torch_run["recall@1"] >= 2 / 22
+    # and ONNX Runtime did run: the pretrained backbone was exported into this test's cache
+    assert list((tmp_path / "onnx").rglob("*.onnx"))
 
 
 def test_input_size_with_a_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

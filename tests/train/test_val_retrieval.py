@@ -14,15 +14,25 @@ from hydra.core.global_hydra import GlobalHydra
 from tests.train_helpers import compose_train, tiny_overrides
 
 from imgsearch.cli.train import train
+from imgsearch.data.images import load_image
 from imgsearch.data.schema import read_catalogue
+from imgsearch.data.transforms import eval_transform
 from imgsearch.models.checkpoint import load_classifier
 from imgsearch.models.val_retrieval import leave_one_out_accuracy
-from imgsearch.retrieval.leave_one_out import embed_rows
 
 
 @pytest.fixture(autouse=True)
 def _clear_hydra() -> None:
     GlobalHydra.instance().clear()
+
+
+def embed_rows(model, image_paths: list[str]) -> np.ndarray:
+    """The model's features of each photo with a plain loop: an independent check of the training-time
+    val retrieval (which embeds through the datamodule's val loader)."""
+    transform = eval_transform(model.data_config)
+    with torch.inference_mode():
+        batch = torch.stack([transform(load_image(p)) for p in image_paths])
+        return model.embed(batch, "features").float().numpy()
 
 
 def brute_force(vectors: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

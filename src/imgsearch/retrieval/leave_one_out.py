@@ -6,12 +6,15 @@ each photo must find the other photos of its product among every other photo of 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from imgsearch.retrieval.metrics import summarize
 from imgsearch.retrieval.scoring import search_relevance
+
+log = logging.getLogger(__name__)
 
 
 def leave_one_out_scores(
@@ -56,45 +59,6 @@ def expanded(
     return queries, gallery
 
 
-def embed_rows(
-    model: object, image_paths: Sequence[str], batch_size: int = 32, flip_average: bool = False
-) -> np.ndarray:
-    """``model.embed(x, "features")`` of each image, through the model's own eval preprocessing;
-    ``flip_average``: the normalised mean with its mirror image's (:func:`~imgsearch.retrieval.expansion.
-    flip_averaged`)."""
-    import torch
-
-    from imgsearch.data.images import load_image
-    from imgsearch.data.transforms import eval_transform
-    from imgsearch.retrieval.expansion import flip_averaged
-
-    transform = eval_transform(model.data_config)  # type: ignore[attr-defined]
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(image_paths), batch_size):
-            batch = torch.stack([transform(load_image(p)) for p in image_paths[start : start + batch_size]])
-            if flip_average:
-                vec = flip_averaged(lambda x: model.embed(x, "features"), batch)  # type: ignore[attr-defined]
-            else:
-                vec = model.embed(batch, "features")  # type: ignore[attr-defined]
-            out.append(vec.float().numpy())
-    return np.concatenate(out)
-
-
-class _PooledFeatures:
-    """An ImageNet backbone without training, seen through the classifier's ``embed`` interface."""
-
-    def __init__(self, backbone: str, input_size: int | None = None) -> None:
-        from imgsearch.models.backbones import create_backbone
-
-        # input_size None = the weights' own size (Lite0 224, Lite1 240, Lite2 260)
-        self.backbone = create_backbone(backbone, pretrained=True, input_size=input_size).eval()
-        self.data_config = self.backbone.data_config
-
-    def embed(self, x: object, kind: str = "features") -> object:
-        return self.backbone(x)
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """``python -m imgsearch.retrieval.leave_one_out --catalogue RUN/catalogue.csv --checkpoint CKPT``."""
     import argparse
@@ -104,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     from imgsearch.data.schema import read_catalogue
     from imgsearch.models.checkpoint import load_classifier
+    from imgsearch.models.pretrained import PretrainedEmbedder
+    from imgsearch.retrieval.embed import embed_catalogue
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalogue", required=True, help="a prepared catalogue.csv (e.g. a run's)")
@@ -117,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         "--input-size", type=int, default=None, help="--backbone only: image side (default: the weights' own)"
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--runtime", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"],
+        help="auto: ONNX Runtime on a CPU, checked against PyTorch (models/export.py); torch: PyTorch eager",
+    )  # fmt: skip
     parser.add_argument("--flip-average", action="store_true", help="mean of each photo and its mirror")
     parser.add_argument("--dba", type=int, default=0, help="database-side augmentation with K neighbours")
     parser.add_argument("--qe", type=int, default=0, help="alpha query expansion with K neighbours")
@@ -128,15 +98,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     table = read_catalogue(args.catalogue)
     if args.splits:
         table = table[table["split"].isin(args.splits)]
+    table = table.reset_index(drop=True)
     model = (
         load_classifier(args.checkpoint).eval()
         if args.checkpoint
-        else _PooledFeatures(args.backbone, input_size=args.input_size)
+        else PretrainedEmbedder(args.backbone, input_size=args.input_size)
     )
-    vectors = embed_rows(model, table["image_path"].astype(str).tolist(), flip_average=args.flip_average)
-    queries, gallery = expanded(vectors, dba=args.dba, qe=args.qe, alpha=args.alpha)
-    result = leave_one_out_scores(queries, table["product_id"].astype(str).to_numpy(), gallery=gallery)
-    result["products"] = int(table["product_id"].nunique())
+    # the photos decoded whole (draft=False), as the documented figures were measured
+    found = embed_catalogue(
+        model, table, kind="features", num_workers=0, draft=False, runtime=args.runtime,
+        checkpoint=args.checkpoint, flip_average=args.flip_average,
+        trainer_kwargs={"accelerator": "cpu", "enable_progress_bar": False},
+    )  # fmt: skip
+    if found.skipped:
+        log.warning("%d photos could not be read and are left out: %s", len(found.skipped), found.skipped[:5])
+    kept = table.iloc[found.rows]
+    queries, gallery = expanded(found.vectors["features"], dba=args.dba, qe=args.qe, alpha=args.alpha)
+    result = leave_one_out_scores(queries, kept["product_id"].astype(str).to_numpy(), gallery=gallery)
+    result["products"] = int(kept["product_id"].nunique())
+    result["skipped_photos"] = len(found.skipped)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
     return result
 
