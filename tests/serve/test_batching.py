@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,40 @@ def test_a_failing_photo_fails_only_its_own_request(colour_searcher):
     assert isinstance(got[2], ValueError) and "cannot be searched" in str(got[2])
     for i in (0, 1, 3, 4):
         assert repr(got[i]) == repr(want[i])
+
+
+class _OverlapSearcher:
+    """Records how many searches run at once (each holds its thread a little, as a forward pass does)."""
+
+    def __init__(self, inner):
+        self.inner, self.items, self.active, self.most, self.lock = inner, inner.items, 0, 0, threading.Lock()
+
+    def search(self, images, k=10, *, restrict_to_predicted=False):
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        try:
+            time.sleep(0.05)
+            return self.inner.search(images, k=k, restrict_to_predicted=restrict_to_predicted)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+@pytest.mark.parametrize("concurrent", [1, 2])
+def test_concurrent_batches_overlap_and_answer_like_unbatched(colour_searcher, concurrent):
+    photos = _photos()
+    want = [colour_searcher.search([p], k=3)[0] for p in photos]
+    overlap = _OverlapSearcher(colour_searcher)
+    batcher = MicroBatcher(overlap, BatchConfig(max_batch=2, max_wait_ms=0, concurrent_batches=concurrent))
+
+    async def run():
+        return await asyncio.gather(*(batcher.submit(p, 3) for p in photos))
+
+    got = asyncio.run(run())
+    batcher.close()
+    assert [repr(g) for g in got] == [repr(w) for w in want]
+    assert overlap.most == concurrent  # never more forward passes at once than configured, and that many
 
 
 def test_app_batched_json_equals_unbatched(colour_searcher):

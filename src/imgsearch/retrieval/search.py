@@ -180,6 +180,7 @@ class Searcher:
         runtime: Any = "torch",
         checkpoint: str | os.PathLike[str] | None = None,
         live: LiveIndex | None = None,
+        runtime_threads: int | None = None,
     ) -> None:
         emb = manifest.get("embedding", {})
         self.kind: str = emb.get("kind", "features")
@@ -213,7 +214,9 @@ class Searcher:
             self.onnx = (
                 runtime
                 if isinstance(runtime, OnnxEmbedder)
-                else select_runtime(module, checkpoint, str(runtime), gpu=wants_gpu(device))
+                else select_runtime(
+                    module, checkpoint, str(runtime), gpu=wants_gpu(device), threads=runtime_threads
+                )
             )
         self._search_params = search_params or (manifest.get("index") or {}).get("search_params")
         # colour part (retrieval/colour.py) and words over a built index's items (retrieval/hybrid.py)
@@ -271,6 +274,7 @@ class Searcher:
         runtime: str = "torch",
         live: bool | None = None,
         mmap: bool = False,
+        runtime_threads: int | None = None,
     ) -> Searcher:
         """Load an index directory and its model.
 
@@ -292,6 +296,7 @@ class Searcher:
                 live, ready for :meth:`add_items` / :meth:`remove_items`); default: live if it already is.
             mmap: memory-map a built index's codes (serve workers share them; a live catalogue reads its
                 own copy), see :mod:`imgsearch.retrieval.mmap_index`.
+            runtime_threads: ONNX Runtime's intra-op threads (``None``: every core this process may use).
 
         Raises:
             FileNotFoundError: index files or the checkpoint are missing.
@@ -300,6 +305,7 @@ class Searcher:
         searcher = cls._from_index_dir(
             index_dir, device=device, checkpoint=checkpoint, allow_other_checkpoint=allow_other_checkpoint,
             image_root=image_root, search_params=search_params, runtime=runtime, live=live, mmap=mmap,
+            runtime_threads=runtime_threads,
         )  # fmt: skip
         searcher.index_dir, searcher._image_root = str(index_dir), image_root
         searcher._colour_base = load_colour_part(index_dir, searcher.manifest)
@@ -319,6 +325,7 @@ class Searcher:
         runtime: str,
         live: bool | None,
         mmap: bool = False,
+        runtime_threads: int | None = None,
     ) -> Searcher:
         from imgsearch.models.checkpoint import checkpoint_sha256, load_classifier
 
@@ -352,7 +359,8 @@ class Searcher:
                 return searcher
             # accepted: only now pay for the export (the guard above ran on PyTorch)
             return cls(index, items, manifest, module, device=device, search_params=search_params,
-                       runtime=runtime, checkpoint=checkpoint, live=live_index)  # fmt: skip
+                       runtime=runtime, checkpoint=checkpoint, live=live_index,
+                       runtime_threads=runtime_threads)  # fmt: skip
         elif recorded.get("path"):
             path = resolve_checkpoint_path(index_dir, manifest)
             if not path.is_file():
@@ -378,7 +386,7 @@ class Searcher:
             raise IndexCompatibilityError(f"the manifest of {index_dir} names no checkpoint; pass one")
         return cls(
             index, items, manifest, module, device=device, search_params=search_params, runtime=runtime,
-            checkpoint=source, live=live_index,
+            checkpoint=source, live=live_index, runtime_threads=runtime_threads,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ querying

@@ -540,6 +540,7 @@ def load_searcher(cfg: Mapping[str, Any]) -> Any:
             allow_other_checkpoint=bool(cfg.get("allow_other_checkpoint", False)),
             runtime=str(cfg.get("runtime", "auto")),
             mmap=bool(cfg.get("mmap", False)),
+            runtime_threads=int(cfg["runtime_threads"]) if cfg.get("runtime_threads") else None,
         )
     except (FileNotFoundError, ValueError, CheckpointError) as exc:  # IndexCompatibilityError is a ValueError
         raise SystemExit(f"cannot serve {index_dir}: {exc}") from exc
@@ -604,6 +605,7 @@ def _batch_config(cfg: Any) -> BatchConfig | None:
         max_wait_ms=float(section["max_wait_ms"]),
         max_queue=int(section["max_queue"]),
         decode_threads=int(section["decode_threads"]),
+        concurrent_batches=int(section.get("concurrent_batches") or 1),
     )
 
 

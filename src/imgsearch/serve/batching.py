@@ -32,15 +32,18 @@ class QueueFull(RuntimeError):
 @dataclass(frozen=True)
 class BatchConfig:
     """``max_batch`` photos per forward pass; ``max_wait_ms`` the longest a photo waits for company;
-    ``max_queue`` photos waiting at most; ``decode_threads`` the bounded pool that decodes uploads."""
+    ``max_queue`` photos waiting at most; ``decode_threads`` the bounded pool that decodes uploads;
+    ``concurrent_batches`` forward passes in flight at once (each in a model thread of its own)."""
 
     max_batch: int = 16
     max_wait_ms: float = 5.0
     max_queue: int = 256
     decode_threads: int = 2
+    concurrent_batches: int = 1
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.max_queue < 1 or self.decode_threads < 1 or self.max_wait_ms < 0:
+        small = min(self.max_batch, self.max_queue, self.decode_threads, self.concurrent_batches)
+        if small < 1 or self.max_wait_ms < 0:
             raise ValueError(f"invalid batching settings {self}")
 
 
@@ -69,8 +72,11 @@ class MicroBatcher:
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # one thread: batches run one after another (the model already uses every core per call)
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgsearch-batch")
+        # one thread a batch in flight: by default batches run one after another (the model already uses
+        # every core per call)
+        self._model_thread = ThreadPoolExecutor(
+            max_workers=config.concurrent_batches, thread_name_prefix="imgsearch-batch"
+        )
 
     def prepare(self, image: Any) -> Any:
         """``image`` made ready for the current searcher's model (its ``prepare``, when it has one).
@@ -181,18 +187,22 @@ class MicroBatcher:
         return results
 
     async def _run(self, queue: asyncio.Queue) -> None:
-        # The next batch is collected while the current one runs: one batch in the model thread at a time.
-        inflight: asyncio.Future | None = None
+        # The next batch is collected while the model threads are all busy; it goes as soon as one frees.
+        inflight: set[asyncio.Future] = set()
         while True:
-            batch = await self._collect(queue, inflight)
-            if inflight is not None:
-                await asyncio.wait({inflight})
+            inflight = {f for f in inflight if not f.done()}
+            slot = None
+            if len(inflight) >= self.config.concurrent_batches:
+                slot = asyncio.ensure_future(asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED))
+            batch = await self._collect(queue, slot)
+            if slot is not None:
+                await slot
             live = [b for b in batch if not b[3].done()]  # a client that went away is not searched
             if not live:
                 continue
             if self.on_batch is not None:
                 self.on_batch(len(live))
-            inflight = asyncio.ensure_future(self._answer(live))
+            inflight.add(asyncio.ensure_future(self._answer(live)))
 
     async def _answer(self, live: list[tuple[Any, int, tuple, asyncio.Future]]) -> None:
         loop = asyncio.get_running_loop()
