@@ -186,6 +186,16 @@ def test_every_documented_config_composes() -> None:
         # the demo's own settings underneath, and a folder of its own beside the default demo's
         assert products.model.backbone == "efficientnet_lite0" and products.model.finetune == "last_n"
         assert Path(products.data.source.root).name == "demo_products"
+        # the val-chosen recipe of docs/results.md: EMA on top of the last 4 stages, batches of 64
+        assert (
+            products.callbacks.ema.decay,
+            products.model.finetune_last_n,
+            products.data.loader.batch_size,
+        ) == (
+            0.95,
+            4,
+            64,
+        )
         svm = compose(config_name="train", overrides=["experiment=amazon_svm"])
         assert (svm.model.backbone, svm.model.lr, svm.model.weight_decay, svm.model.loss) == (
             "svm",
