@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from imgsearch.serve.app import create_app
+from imgsearch.serve.app import _batch_config, create_app
 from imgsearch.serve.batching import BatchConfig, MicroBatcher, QueueFull
 
 from .conftest import COLOURS, encode, swatch
@@ -244,3 +244,27 @@ def test_app_prepares_uploads_in_the_decode_threads(demo_searcher):
         del demo_searcher.search
     assert seen == [PreparedImage]
     assert len(want["results"]) == 5 and got["results"] == want["results"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_batch": 0},
+        {"max_queue": 0},
+        {"decode_threads": 0},
+        {"concurrent_batches": 0},
+        {"max_wait_ms": -1},
+    ],
+)
+def test_invalid_batching_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="invalid batching settings"):
+        BatchConfig(**bad)
+    # through serve's config too: a zero is refused, not replaced by a default
+    section = {"max_batch": 16, "max_wait_ms": 5, "max_queue": 256, "decode_threads": 2, **bad}
+    with pytest.raises(ValueError, match="invalid batching settings"):
+        _batch_config({"batching": section})
+
+
+def test_a_serve_config_without_concurrent_batches_runs_one_batch_at_a_time():
+    section = {"max_batch": 16, "max_wait_ms": 5, "max_queue": 256, "decode_threads": 2}
+    assert _batch_config({"batching": section}).concurrent_batches == 1

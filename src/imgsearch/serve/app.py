@@ -605,7 +605,7 @@ def _batch_config(cfg: Any) -> BatchConfig | None:
         max_wait_ms=float(section["max_wait_ms"]),
         max_queue=int(section["max_queue"]),
         decode_threads=int(section["decode_threads"]),
-        concurrent_batches=int(section.get("concurrent_batches") or 1),
+        concurrent_batches=int(section.get("concurrent_batches", 1)),  # a config from before it: 1
     )
 
 
