@@ -41,6 +41,22 @@ def test_progress_counts_the_shards_of_every_rank_against_the_global_total(tmp_p
     p.close()
 
 
+def test_the_last_line_counts_shards_another_rank_published_after_rank_0_finished(tmp_path, caplog):
+    p = GlobalProgress(tmp_path, total_rows=10, shard_rows=5, rank=0, min_interval=0)
+    with caplog.at_level("INFO", logger="imgsearch.retrieval.shard_progress"):
+        _shard(tmp_path, 0, 5, 10)
+        p.update(shard_done="part-000000")  # rank 0's own, and last, shard
+        _shard(tmp_path, 1, 5, 10)  # rank 1 publishes later
+        assert p.finish()["done"] == 10
+    lines = [r.getMessage() for r in caplog.records if "embedded by all ranks" in r.getMessage()]
+    assert lines[0].startswith("catalogue: 5 / 10") and lines[-1].startswith("catalogue: 10 / 10")
+    other = GlobalProgress(tmp_path, total_rows=10, shard_rows=5, rank=1, min_interval=0)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="imgsearch.retrieval.shard_progress"):
+        assert other.finish()["done"] == 10
+    assert not caplog.records  # only rank 0 writes the catalogue line
+
+
 def test_report_file_holds_the_summed_skips(catalogue, pixel_model, tmp_path):
     broken = catalogue.copy()
     broken.loc[[1, 8], "image_path"] = str(tmp_path / "missing.png")
@@ -79,5 +95,5 @@ def test_two_ddp_ranks_skips_are_summed_in_one_report(catalogue, tmp_path):
     assert {s["item_id"] for s in report["skipped_items"]} == set(broken.item_id[[2, 6, 16]])
     # rank 0's progress line is about the whole catalogue, both ranks' shards
     logs = "".join(p.read_text() for p in run.glob("*.log"))
-    assert f"/ {len(broken)} items embedded by all ranks" in logs
-    assert f"{len(broken)} / {len(broken)} items embedded by all ranks" in logs or "100.0%" in logs
+    # the last line is written after every rank has published, whichever rank ended last
+    assert f"{len(broken)} / {len(broken)} items embedded by all ranks (100.0%)" in logs

@@ -90,11 +90,22 @@ class GlobalProgress:
         self.bar.set_postfix_str("" if s["eta_s"] is None else f"ETA {s['eta_s']:.0f} s", refresh=False)
         self.bar.refresh()
         if shard_done is not None and self.rank == 0:
-            eta = "unknown" if s["eta_s"] is None else f"{s['eta_s']:.0f} s"
-            log.info(
-                "catalogue: %d / %d items embedded by all ranks (%.1f%%), %.1f items/s, ETA %s",
-                s["done"], s["total"], 100 * s["done"] / max(s["total"], 1), s["items_per_s"], eta,
-            )  # fmt: skip
+            self._log(s)
+        return s
+
+    def _log(self, s: dict[str, Any]) -> None:
+        eta = "unknown" if s["eta_s"] is None else f"{s['eta_s']:.0f} s"
+        log.info(
+            "catalogue: %d / %d items embedded by all ranks (%.1f%%), %.1f items/s, ETA %s",
+            s["done"], s["total"], 100 * s["done"] / max(s["total"], 1), s["items_per_s"], eta,
+        )  # fmt: skip
+
+    def finish(self) -> dict[str, Any]:
+        """Rank 0's last line, read once every rank has published (after the barrier): the per-shard lines
+        are written when *rank 0* publishes, so when another rank ends last they stop short of the total."""
+        s = self.state()
+        if self.rank == 0:
+            self._log(s)
         return s
 
     def close(self) -> None:

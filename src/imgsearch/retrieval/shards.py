@@ -380,6 +380,8 @@ def embed_to_shards(
     trainer.strategy.barrier("shards-written")  # rank 0 reports only once every rank has published
     if trainer.global_rank != 0:
         return None
+    if writer.progress is not None:
+        writer.progress.finish()
     report = write_report(directory)
     if report["skipped"]:
         log.warning("%d of %d images could not be read and were skipped", report["skipped"], len(table))
