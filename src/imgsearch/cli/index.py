@@ -102,6 +102,23 @@ def _colour_attribute(cfg: DictConfig, module: Any, kind: str) -> str | None:
     return colour_head(classes, cfg.get("colour_attribute") or None)
 
 
+def _colour_probe(cfg: DictConfig, module: Any, kind: str) -> tuple[Any, Path | None]:
+    """``(probe, its file)`` of ``colour_probe=<file>`` (models/colour_probe.py), checked on the model."""
+    if not cfg.get("colour_probe"):
+        return None, None
+    from hydra.utils import to_absolute_path
+
+    from imgsearch.models.colour_probe import load_colour_probe
+
+    if module is None or kind == "pixels" or not getattr(module, "attribute_classes", None):
+        raise InputError("colour_probe= reads a trained model's colour head: give checkpoint=<a model "
+                         "trained with model.attributes=[baseColour,...]>")  # fmt: skip
+    path = Path(to_absolute_path(str(cfg.colour_probe)))
+    probe = load_colour_probe(path)
+    probe.check_model(module.attribute_classes)
+    return probe, path
+
+
 def build_from_shards(cfg: DictConfig) -> Path:
     """``shards=<dir>``: index the vectors of ``imgsearch-embed`` shard by shard (bounded memory)."""
     from hydra.utils import to_absolute_path
@@ -156,6 +173,7 @@ def build(cfg: DictConfig) -> Path | None:
 
     kind = str(cfg.embedding)
     module = _model(cfg, ckpt, kind)
+    probe, probe_path = _colour_probe(cfg, module, kind)  # a bad probe fails before the catalogue is embedded
     if catalogue_path is None:
         from imgsearch.data.sources import build_catalogue
 
@@ -177,6 +195,8 @@ def build(cfg: DictConfig) -> Path | None:
     colour_attr = _colour_attribute(cfg, module, kind)
     lab_share = check_lab_share(cfg.get("colour_lab_share")) if colour_attr else 0.0
     heads = {**attr_classes, **({colour_attr: module.attribute_classes[colour_attr]} if colour_attr else {})}
+    if probe is not None:
+        heads.setdefault(probe.attribute, module.attribute_classes[probe.attribute])
     emb = embed_catalogue(
         None if kind == PIXELS else module,
         table,
@@ -189,6 +209,12 @@ def build(cfg: DictConfig) -> Path | None:
     if len(emb) == 0:
         raise ValueError(f"no image of {source} could be read; nothing to index")
     items = table.iloc[emb.rows].reset_index(drop=True)
+    # the indexed photos' Lab histograms, in the index's order (retrieval/lab_colour), computed once for
+    # the colour part and the probe
+    hists = lab_descriptors(items["image_path"]) if (colour_attr and lab_share) or probe is not None else None
+    probs = {a: emb[ATTRIBUTE_KIND_PREFIX + a] for a in heads}
+    if probe is not None:  # the probe's colour stands in for the head's in the predicted column
+        probs[probe.attribute] = probe.predict(probs[probe.attribute], hists)
     predicted = None
     if attr_classes:
         from imgsearch.retrieval.predicted import fill_predicted_attributes
@@ -196,7 +222,7 @@ def build(cfg: DictConfig) -> Path | None:
         threshold = cfg.get("attribute_min_confidence")
         items, predicted = fill_predicted_attributes(
             items,
-            {a: emb[ATTRIBUTE_KIND_PREFIX + a] for a in attr_classes},
+            {a: probs[a] for a in attr_classes},
             attr_classes,
             float(module.min_confidence if threshold is None else threshold),
         )
@@ -235,14 +261,20 @@ def build(cfg: DictConfig) -> Path | None:
             **(
                 {"colour": colour_manifest(colour_attr, heads[colour_attr], lab_share)} if colour_attr else {}
             ),
+            **({"colour_probe": probe.describe()} if probe is not None else {}),
         },
     )
     arrays = None
-    if colour_attr:  # the Lab histograms of the indexed photos, in the index's order (retrieval/lab_colour)
-        hists = lab_descriptors(items["image_path"]) if lab_share else None
-        arrays = {COLOUR_FILE: fused_colour_part(emb[ATTRIBUTE_KIND_PREFIX + colour_attr], hists, lab_share)}
+    if colour_attr:  # the colour part stays the head's (and the pixels'), as measured: not the probe's
+        head = emb[ATTRIBUTE_KIND_PREFIX + colour_attr]
+        arrays = {COLOUR_FILE: fused_colour_part(head, hists if lab_share else None, lab_share)}
+    files = None
+    if probe is not None:  # the index carries its probe: tag, serve and live adds read it from there
+        from imgsearch.models.colour_probe import PROBE_FILE
+
+        files = {PROBE_FILE: probe_path.read_bytes()}
     out = output_dir(cfg, (run_dir or Path(str(cfg.paths.output_dir))) / "index")
-    save_index_dir(out, index, items, manifest, arrays)
+    save_index_dir(out, index, items, manifest, arrays, files)
     log.info(
         "index %s: %d items, %s %d-d, %s/%s%s, %d images skipped",
         out, index.ntotal, kind, index.d, cfg.factory, cfg.metric, " normalised" if cfg.normalize else "",

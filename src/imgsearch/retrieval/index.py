@@ -405,11 +405,13 @@ def save_index_dir(
     items: pd.DataFrame,
     manifest: Mapping[str, Any],
     arrays: Mapping[str, np.ndarray] | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write ``index.faiss``, ``items.csv`` and ``manifest.json`` into ``directory`` atomically.
 
     ``arrays``: side arrays saved with ``np.save`` under their file names in the same swap (the colour
-    part, :mod:`imgsearch.retrieval.colour`).
+    part, :mod:`imgsearch.retrieval.colour`); ``files``: other side files, written as given (the colour
+    probe, :mod:`imgsearch.models.colour_probe`).
 
     Raises:
         ValueError: the index and the item table disagree in size.
@@ -423,6 +425,8 @@ def save_index_dir(
         write_catalogue(items, tmp / ITEMS_FILE)
         for name, array in (arrays or {}).items():
             np.save(tmp / name, np.ascontiguousarray(array), allow_pickle=False)
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
         hashes = {name: file_sha256(tmp / name) for name in (INDEX_FILE, ITEMS_FILE)}
         record = {**dict(manifest), FILES_KEY: hashes}
         (tmp / MANIFEST_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -123,13 +123,18 @@ def lab_descriptor(image: Image.Image | np.ndarray, stats: LabStats | None = Non
 def lab_descriptors(
     images: Iterable[Image.Image | np.ndarray | str | Path], stats: LabStats | None = None
 ) -> np.ndarray:
-    """``[N, DIM]`` descriptors of photos (PIL images, RGB arrays or paths)."""
+    """``[N, DIM]`` descriptors of photos (PIL images, RGB arrays or paths).
+
+    Raises:
+        imgsearch.data.images.ImageDecodeError: a path that is not a readable image.
+    """
     stats = stats if stats is not None else LabStats()
     rows = []
     for image in images:
-        if isinstance(image, str | Path):
-            with Image.open(image) as im:
-                rows.append(lab_descriptor(im, stats))
+        if isinstance(image, str | Path):  # decoded as training decodes: bombs and broken files refused
+            from imgsearch.data.images import load_image
+
+            rows.append(lab_descriptor(load_image(image), stats))
         else:
             rows.append(lab_descriptor(image, stats))
     if stats.whole_image_fallbacks:

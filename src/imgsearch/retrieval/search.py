@@ -223,6 +223,8 @@ class Searcher:
         self.colour_parts: np.ndarray | None = None
         self._colour_base: np.ndarray | None = None  # colour.npy; a live catalogue adds its new items' parts
         self._live_colour: LiveColourParts | None = None
+        # the index's colour probe (models/colour_probe.py): tags and new items' predicted colours read it
+        self.colour_probe: Any = None
         self._memory_text: Any = None
         self._adopt_items()
 
@@ -310,6 +312,11 @@ class Searcher:
         searcher.index_dir, searcher._image_root = str(index_dir), image_root
         searcher._colour_base = load_colour_part(index_dir, searcher.manifest)
         searcher._adopt_colour()
+        if searcher.manifest.get("colour_probe"):
+            from imgsearch.models.colour_probe import load_index_probe
+
+            heads = getattr(searcher.module, "attribute_classes", None)
+            searcher.colour_probe = load_index_probe(index_dir, searcher.manifest, heads)
         return searcher
 
     @classmethod

@@ -118,6 +118,9 @@ def tag_image(searcher: Any, image: Any, min_confidence: float | None = None) ->
     batch = searcher.class_transform(to_rgb(image)).unsqueeze(0).to(searcher.device)
     with torch.inference_mode():
         probs = module.predict_attributes(batch)
+    from imgsearch.models.colour_probe import probe_colour_probs
+
+    probs = probe_colour_probs(getattr(searcher, "colour_probe", None), probs, [to_rgb(image)])
     classes = {CATEGORY: module.class_names, **attributes}
     (row,) = tags_from_probs(probs, classes, threshold)
     return TagResponse(
