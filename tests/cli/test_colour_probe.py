@@ -145,8 +145,30 @@ def test_the_index_fills_predicted_colours_from_its_probe_and_keeps_it(shop: Pat
     _, blind, manifest = load_index_dir(head_only)
     assert "colour_probe" not in manifest and not (head_only / "colour_probe.pt").exists()
     assert (blind.loc[blind["baseColour_predicted"] == "true", "baseColour"] == "Blue").all()  # the coin toss
-    # the colour part stays the head's: the same with and without a probe
-    assert np.array_equal(np.load(with_probe / "colour.npy"), np.load(head_only / "colour.npy"))
+    # colour_part=head keeps the head's part; the default reads it through the probe
+    kept = _build(shop, tmp_path / "kept", f"colour_probe={shop / 'colour_probe.pt'}", "colour_part=head")
+    assert np.array_equal(np.load(kept / "colour.npy"), np.load(head_only / "colour.npy"))
+    assert load_index_dir(with_probe)[2]["colour"]["source"] == "probe"
+    assert "source" not in load_index_dir(kept)[2]["colour"]
+    assert not np.allclose(np.load(with_probe / "colour.npy"), np.load(head_only / "colour.npy"))
+
+
+def test_a_colour_weight_through_the_probe_ranks_the_query_colour_first(shop: Path, tmp_path: Path) -> None:
+    from imgsearch.retrieval.search import Searcher
+
+    probe = f"colour_probe={shop / 'colour_probe.pt'}"
+    searcher = Searcher.from_index_dir(_build(shop, tmp_path / "probe", probe))
+    blind = Searcher.from_index_dir(_build(shop, tmp_path / "blind", probe, "colour_part=head"))
+    for query, colour in (("bags-red-21", "red"), ("shoes-blue-12", "blue")):
+        photo = Image.open(shop / f"{query}.png")
+        hits = searcher.search([photo], k=12, colour_weight=4.0)[0].hits
+        assert [h.item_id.split("-")[1] for h in hits] == [colour] * 12
+        blind_hits = blind.search([photo], k=12, colour_weight=4.0)[0].hits
+        assert [h.item_id.split("-")[1] for h in blind_hits].count(colour) < 12
+    from imgsearch.cli.inputs import InputError
+
+    with pytest.raises(InputError, match="colour_part=probe needs colour_probe"):
+        _build(shop, tmp_path / "none", "colour_part=probe")
 
 
 def test_a_probe_that_does_not_fit_the_model_is_refused_before_embedding(shop: Path, tmp_path: Path) -> None:
@@ -201,7 +223,18 @@ def test_serve_and_live_adds_use_the_index_probe(shop: Path, tmp_path: Path) -> 
     assert searcher.add_items(new)["added"] == 1
     item = searcher.item("new-red")
     assert item["baseColour"] == "Red" and item["baseColour_predicted"] == "true"
+    # its colour part is read by the probe as the build read the same photo's
+    built = int(searcher.item("bags-red-21").name)
+    assert np.allclose(searcher.colour_parts[int(item.name)], searcher.colour_parts[built], atol=1e-5)
     # a probe file damaged after the build: the index refuses to open, with the reason
     (live_dir / "colour_probe.pt").write_bytes(b"broken")
     with pytest.raises(ColourProbeError, match="not a readable colour probe"):
         Searcher.from_index_dir(live_dir)
+    # a manifest whose part is the probe's but that lost its probe
+    manifest = json.loads((index / "manifest.json").read_text())
+    del manifest["colour_probe"]
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    from imgsearch.retrieval.index import IndexCompatibilityError
+
+    with pytest.raises(IndexCompatibilityError, match="colour probe that its manifest does not hold"):
+        Searcher.from_index_dir(index)

@@ -119,6 +119,23 @@ def _colour_probe(cfg: DictConfig, module: Any, kind: str) -> tuple[Any, Path | 
     return probe, path
 
 
+def _colour_part_source(cfg: DictConfig, colour_attr: str | None, probe: Any) -> str:
+    """``head`` or ``probe``: what reads the index's colour part (``colour_part``; ``auto`` = the probe when
+    one is given for the colour head, as chosen on the Myntra val split)."""
+    choice = str(cfg.get("colour_part") or "auto")
+    if choice not in ("auto", "head", "probe"):
+        raise InputError(f"colour_part must be auto, head or probe, got {choice!r}")
+    fits = probe is not None and colour_attr is not None and probe.attribute == colour_attr
+    if choice == "probe" and not fits:
+        raise InputError(
+            "colour_part=probe needs colour_probe=<a probe of the colour head"
+            + (f" {colour_attr!r}" if colour_attr else "")
+            + ">"
+            + ("" if probe is None else f"; this probe reads {probe.attribute!r}")
+        )
+    return "probe" if fits and choice != "head" else "head"
+
+
 def build_from_shards(cfg: DictConfig) -> Path:
     """``shards=<dir>``: index the vectors of ``imgsearch-embed`` shard by shard (bounded memory)."""
     from hydra.utils import to_absolute_path
@@ -194,6 +211,7 @@ def build(cfg: DictConfig) -> Path | None:
     attr_classes = _attributes_to_predict(cfg, module, kind)
     colour_attr = _colour_attribute(cfg, module, kind)
     lab_share = check_lab_share(cfg.get("colour_lab_share")) if colour_attr else 0.0
+    part_source = _colour_part_source(cfg, colour_attr, probe)
     heads = {**attr_classes, **({colour_attr: module.attribute_classes[colour_attr]} if colour_attr else {})}
     if probe is not None:
         heads.setdefault(probe.attribute, module.attribute_classes[probe.attribute])
@@ -259,15 +277,17 @@ def build(cfg: DictConfig) -> Path | None:
             **({"flip_average": True} if options.get("flip_average") and kind == "features" else {}),
             **({"predicted_attributes": predicted} if predicted else {}),
             **(
-                {"colour": colour_manifest(colour_attr, heads[colour_attr], lab_share)} if colour_attr else {}
+                {"colour": colour_manifest(colour_attr, heads[colour_attr], lab_share, part_source)}
+                if colour_attr
+                else {}
             ),
             **({"colour_probe": probe.describe()} if probe is not None else {}),
         },
     )
     arrays = None
-    if colour_attr:  # the colour part stays the head's (and the pixels'), as measured: not the probe's
-        head = emb[ATTRIBUTE_KIND_PREFIX + colour_attr]
-        arrays = {COLOUR_FILE: fused_colour_part(head, hists if lab_share else None, lab_share)}
+    if colour_attr:  # the head's probabilities, or the probe's reading of them and the pixels
+        part = probs[colour_attr] if part_source == "probe" else emb[ATTRIBUTE_KIND_PREFIX + colour_attr]
+        arrays = {COLOUR_FILE: fused_colour_part(part, hists if lab_share else None, lab_share)}
     files = None
     if probe is not None:  # the index carries its probe: tag, serve and live adds read it from there
         from imgsearch.models.colour_probe import PROBE_FILE

@@ -120,9 +120,10 @@ def new_item_extras(
     head_probs = {name: np.vstack(parts) for name, parts in chunks.items()}
     from imgsearch.models.colour_probe import probe_colour_probs
 
-    # predicted colours as the build's (the index's colour probe where it has one); the part stays the head's
-    probs = probe_colour_probs(getattr(searcher, "colour_probe", None), head_probs, images)
+    # predicted colours and colour parts as the build's: through the index's colour probe where it has one
+    probe = getattr(searcher, "colour_probe", None)
+    probs = probe_colour_probs(probe, head_probs, images)
     rows = fill_new_rows(rows, probs, dict(getattr(module, "attribute_classes", {}) or {}), manifest)
     if colour and colour not in head_probs:
         raise ValueError(f"the model has no {colour!r} head, but the index's colour part comes from one")
-    return rows, photos_colour_part(manifest, head_probs[colour], images) if colour else None
+    return rows, photos_colour_part(manifest, head_probs[colour], images, probe) if colour else None

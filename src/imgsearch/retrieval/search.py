@@ -31,6 +31,7 @@ from imgsearch.data.transforms import PIXEL_SIZE, eval_transform, pixel_transfor
 from imgsearch.retrieval.colour import (
     CANDIDATE_FACTOR,
     MIN_CANDIDATES,
+    colour_source,
     load_colour_part,
     photos_colour_part,
     rerank_by_colour,
@@ -317,6 +318,10 @@ class Searcher:
 
             heads = getattr(searcher.module, "attribute_classes", None)
             searcher.colour_probe = load_index_probe(index_dir, searcher.manifest, heads)
+        if colour_source(searcher.manifest) == "probe" and searcher.colour_probe is None:
+            raise IndexCompatibilityError(
+                f"{index_dir}: its colour part is read by a colour probe that its manifest does not hold"
+            )
         return searcher
 
     @classmethod
@@ -435,8 +440,9 @@ class Searcher:
             head = ATTRIBUTE_KIND_PREFIX + str((self.manifest.get("colour") or {}).get("attribute"))
             if colour and pred.get(head) is not None:
                 colour_query = photos_colour_part(
-                    self.manifest, pred[head].float().cpu().numpy(), [_pil(im) for im in images]
-                )
+                    self.manifest, pred[head].float().cpu().numpy(), [_pil(im) for im in images],
+                    self.colour_probe,
+                )  # fmt: skip
             if self.kind == FEATURES and self.manifest.get("flip_average"):  # the index holds flipped means
                 # the mirror of the model's input, as the index build makes it (retrieval/embed.py): the
                 # same vectors, and no second resize and normalisation of every photo
@@ -541,7 +547,8 @@ class Searcher:
         attr = str(self.manifest["colour"]["attribute"])
         with torch.inference_mode():
             probs = self.module.predict_attributes(self._batch(images, self.class_transform))[attr]
-        return photos_colour_part(self.manifest, probs.float().cpu().numpy(), [_pil(im) for im in images])
+        pil = [_pil(im) for im in images]
+        return photos_colour_part(self.manifest, probs.float().cpu().numpy(), pil, self.colour_probe)
 
     def _text_ids(self, q: str, k: int, filters: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
