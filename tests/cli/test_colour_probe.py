@@ -183,6 +183,10 @@ def test_a_probe_that_does_not_fit_the_model_is_refused_before_embedding(shop: P
     with pytest.raises(ColourProbeError, match="not a readable colour probe"):
         _build(shop, tmp_path / "bad", f"colour_probe={tmp_path / 'junk.pt'}")
     assert not (tmp_path / "bad").exists()
+    from imgsearch.cli.inputs import InputError
+
+    with pytest.raises(InputError, match="not shards="):
+        _build(shop, tmp_path / "bad", f"colour_probe={shop / 'colour_probe.pt'}", f"shards={tmp_path}")
 
 
 def test_tag_reads_the_colour_through_the_probe(shop: Path, tmp_path: Path, capsys) -> None:

@@ -177,6 +177,10 @@ def build(cfg: DictConfig) -> Path | None:
     """Embed, build and save; returns the index directory (``None`` on non-zero DDP ranks)."""
     validate_config(cfg, EMBED_RULES)  # bad values fail in one line, before anything is loaded
     if cfg.get("shards"):
+        if cfg.get("colour_probe"):  # shards hold search vectors only: no head to read, no photos
+            raise InputError(
+                "colour_probe= needs the photos and the model: build with checkpoint=, not shards="
+            )
         return build_from_shards(cfg)
     ckpt, catalogue_path, run_dir = _inputs(cfg)  # bad paths fail before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
