@@ -42,7 +42,7 @@ def test_long_recipe_differs_from_the_lite0_recipe_only_in_epochs_and_stages() -
     base, long = _composed("fashion_small_lite0"), _composed("fashion_small_lite0_long")
     differ = {k for k in base.keys() | long.keys() if base.get(k) != long.get(k)}
     assert differ == CHANGED
-    assert (base["trainer.max_epochs"], long["trainer.max_epochs"]) == (3, 6)
+    assert (base["trainer.max_epochs"], long["trainer.max_epochs"]) == (3, 15)
     assert (base["model.finetune_last_n"], long["model.finetune_last_n"]) == (3, 5)
     assert long["model.finetune"] == "last_n" and long["model.input_size"] == 128
     assert long["data.source.label_column"] == "articleType"
