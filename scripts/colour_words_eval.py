@@ -210,11 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     cat, data, classes = _embed(args.run, ckpt, args.run / "issue15_embeddings.npz")
     report = {"checkpoint": str(ckpt), "split": args.split, **colour_rows(cat, data, classes, args.split)}
     report["words"] = words_rows(cat, data, classes)
+    emit_report(report, args.out)
+    return 0
+
+
+def emit_report(report: dict, out: Path | None) -> None:
+    """Print the report as JSON and, with ``out``, write it there too."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    if out:
+        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from colour_words_eval import _embed, _map_at_r
+from colour_words_eval import _embed, _map_at_r, emit_report
 
 from imgsearch.retrieval.colour import colour_part, fused_colour_part
 from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX
@@ -75,6 +75,18 @@ def in_colour_p10(types, colours, pred_type, pred_colour, q, g, fs) -> float:
     return float(np.mean(scores))
 
 
+def load_run(run: Path) -> tuple[Path, pd.DataFrame, dict[str, np.ndarray], dict, np.ndarray]:
+    """``(best checkpoint, catalogue, embeddings, class lists, Lab histograms)`` of a run (cached in it)."""
+    ckpt = Path(json.loads((run / "metrics.json").read_text())["best_checkpoint"])
+    cat, data, classes = _embed(run, ckpt, run / "issue15_embeddings.npz")
+    cache = run / "issue15_lab.npy"
+    if not cache.is_file():
+        stats = LabStats()
+        np.save(cache, lab_descriptors(cat["image_path"], stats))
+        print(f"lab: {stats}", file=sys.stderr)
+    return ckpt, cat, data, classes, np.load(cache)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--run", required=True, type=Path)
@@ -83,14 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    ckpt = Path(json.loads((args.run / "metrics.json").read_text())["best_checkpoint"])
-    cat, data, classes = _embed(args.run, ckpt, args.run / "issue15_embeddings.npz")
-    cache = args.run / "issue15_lab.npy"
-    if not cache.is_file():
-        stats = LabStats()
-        np.save(cache, lab_descriptors(cat["image_path"], stats))
-        print(f"lab: {stats}", file=sys.stderr)
-    hists = np.load(cache)
+    ckpt, cat, data, classes, hists = load_run(args.run)
     split = cat["split"].to_numpy()
     q = np.flatnonzero(split == args.split)
     g = np.flatnonzero(np.isin(split, ["train"] if args.split == "val" else ["train", "val"]))
@@ -145,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, pr in {"colour_head": head_probs, **probes}.items()
         if best is None or name in (best, "colour_head")
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_report(report, args.out)
     return 0
 
 

@@ -16,7 +16,6 @@ the setting given (chosen on val) is reported.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,12 +23,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from colour_words_eval import _embed, _map_at_r
+from colour_words_eval import _map_at_r, emit_report
+from lab_colour_eval import load_run
 
 from imgsearch.models.colour_probe import fit_colour_probe
 from imgsearch.retrieval.colour import fused_colour_part
 from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX
-from imgsearch.retrieval.lab_colour import lab_descriptors
 
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -45,12 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    ckpt = Path(json.loads((args.run / "metrics.json").read_text())["best_checkpoint"])
-    cat, data, classes = _embed(args.run, ckpt, args.run / "issue15_embeddings.npz")
-    cache = args.run / "issue15_lab.npy"
-    if not cache.is_file():
-        np.save(cache, lab_descriptors(cat["image_path"]))
-    hists = np.load(cache)
+    _, cat, data, classes, hists = load_run(args.run)
     split = cat["split"].to_numpy()
     q = np.flatnonzero(split == args.split)
     g = np.flatnonzero(np.isin(split, ["train"] if args.split == "val" else ["train", "val"]))
@@ -93,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                     "type_and_colour_map_at_r": _map_at_r(sim, same_both),
                     "type_map_at_r": _map_at_r(sim, same_type),
                 }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_report(report, args.out)
     return 0
 
 

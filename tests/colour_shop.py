@@ -46,6 +46,22 @@ def write_shop_catalogue(root: Path, titles: dict[str, str] = TITLES) -> None:
     write_catalogue(validate_catalogue(pd.DataFrame(rows)), root / "catalogue.csv")
 
 
+def blind_colour_model() -> object:
+    """A bags / shoes raw-pixel classifier with a ``baseColour`` head (Blue, Red) whose weights, like the
+    category head's, are all zero: every photo gets the same probabilities, so only the pixels tell colour."""
+    from imgsearch.models.classifier import ImageClassifier
+
+    model = ImageClassifier(
+        backbone="svm", num_classes=2, class_names=["bags", "shoes"], input_size=SIZE,
+        attributes=["baseColour"], attribute_classes={"baseColour": ["Blue", "Red"]},
+    )  # fmt: skip
+    with torch.no_grad():
+        for layer in (model.attribute_heads["baseColour"], model.head):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    return model.eval()
+
+
 def build_colour_shop(root: Path) -> Path:
     """``root`` with ``catalogue.csv``, ``checkpoints/best.ckpt``, ``index/`` (with a colour part) and
     ``blind/`` (built with ``colour_attribute=false``: no colour part)."""

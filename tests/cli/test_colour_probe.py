@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
+from colour_shop import blind_colour_model
 from imgsearch.cli.colour_probe import main as probe_main
 from imgsearch.cli.tag import main as tag_main
 from imgsearch.data.schema import validate_catalogue, write_catalogue
@@ -43,8 +43,6 @@ def _photo(path: Path, label: str, rgb: tuple[int, int, int], band: int) -> str:
 def shop(tmp_path_factory) -> Path:
     """48 photos (bags / shoes, red / blue, 3 shades, 4 bands): shades 0-1 train, shade 2 val; a blind
     colour head; the probe fitted by the CLI into ``colour_probe.pt``."""
-    from imgsearch.models.classifier import ImageClassifier
-
     root = tmp_path_factory.mktemp("probe_shop")
     rows = []
     for label in ("bags", "shoes"):
@@ -56,15 +54,7 @@ def shop(tmp_path_factory) -> Path:
                                  "baseColour": colour, "title": f"{colour} {label}",
                                  "image_path": _photo(root / f"{item}.png", label, rgb, band)})  # fmt: skip
     write_catalogue(validate_catalogue(pd.DataFrame(rows)), root / "catalogue.csv")
-    model = ImageClassifier(
-        backbone="svm", num_classes=2, class_names=["bags", "shoes"], input_size=8,
-        attributes=["baseColour"], attribute_classes={"baseColour": ["Blue", "Red"]},
-    )  # fmt: skip
-    with torch.no_grad():
-        for layer in (model.attribute_heads["baseColour"], model.head):
-            layer.weight.zero_()
-            layer.bias.zero_()
-    save_checkpoint(model.eval(), root / "checkpoints" / "best.ckpt")
+    save_checkpoint(blind_colour_model(), root / "checkpoints" / "best.ckpt")
     assert (
         probe_main([str(root / "checkpoints" / "best.ckpt"), "--catalogue", str(root / "catalogue.csv")]) == 0
     )

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
-from colour_shop import shop_image, write_shop_catalogue
+from colour_shop import blind_colour_model, shop_image, write_shop_catalogue
 from imgsearch.retrieval import lab_colour
 from imgsearch.retrieval.colour import colour_part, fused_colour_part
 from imgsearch.retrieval.search import Searcher
@@ -88,19 +87,10 @@ def blind_head_shop(tmp_path_factory) -> Path:
     every photo the same probabilities: only the pixels' Lab part can tell red from blue. Indexes built with
     ``colour_lab_share`` 0 (``head/``) and 0.75 (``lab/``)."""
     from imgsearch.cli.index import build
-    from imgsearch.models.classifier import ImageClassifier
 
     root = tmp_path_factory.mktemp("lab_shop")
     write_shop_catalogue(root, titles={"bags": "bags", "shoes": "shoes"})
-    model = ImageClassifier(
-        backbone="svm", num_classes=2, class_names=["bags", "shoes"], input_size=8,
-        attributes=["baseColour"], attribute_classes={"baseColour": ["Blue", "Red"]},
-    )  # fmt: skip
-    with torch.no_grad():
-        for layer in (model.attribute_heads["baseColour"], model.head):
-            layer.weight.zero_()
-            layer.bias.zero_()
-    ckpt = save_checkpoint(model.eval(), root / "checkpoints" / "best.ckpt")
+    ckpt = save_checkpoint(blind_colour_model(), root / "checkpoints" / "best.ckpt")
     for name, share in (("head", 0.0), ("lab", 0.75)):
         overrides = [f"checkpoint={ckpt}", f"catalogue={root / 'catalogue.csv'}", f"output_dir={root / name}",
                      "embed.num_workers=0", "embed.trainer.accelerator=cpu", f"colour_lab_share={share}",

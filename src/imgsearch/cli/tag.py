@@ -45,7 +45,7 @@ def _checkpoint_of(args: argparse.Namespace) -> tuple[Path, Path | None]:
     probe = Path(args.colour_probe) if args.colour_probe else None
     if args.checkpoint:
         return Path(args.checkpoint), probe
-    from imgsearch.models.colour_probe import PROBE_FILE
+    from imgsearch.models.colour_probe import index_probe_path
     from imgsearch.retrieval.index import MANIFEST_FILE
     from imgsearch.retrieval.locations import resolve_checkpoint_path
 
@@ -55,9 +55,7 @@ def _checkpoint_of(args: argparse.Namespace) -> tuple[Path, Path | None]:
     manifest = json.loads(path.read_text(encoding="utf-8"))
     if not (manifest.get("checkpoint") or {}).get("path"):
         raise ValueError(f"the index {args.index} was built without a trained checkpoint; pass --checkpoint")
-    if probe is None and manifest.get("colour_probe"):
-        probe = Path(args.index) / str(manifest["colour_probe"].get("file", PROBE_FILE))
-    return resolve_checkpoint_path(args.index, manifest), probe
+    return resolve_checkpoint_path(args.index, manifest), probe or index_probe_path(args.index, manifest)
 
 
 def tag_files(

@@ -56,12 +56,3 @@ def tags_from_probs(
             row[name] = Tag(str(classes[name][j]), conf, conf < float(min_confidence))
         out.append(row)
     return out
-
-
-@torch.inference_mode()
-def tag_images(model: torch.nn.Module, images: torch.Tensor) -> list[dict[str, Tag]]:
-    """Tags of a batch of preprocessed images: the category (``label``) and every attribute head."""
-    model.eval()
-    probs = model.predict_attributes(images)
-    classes = {CATEGORY: model.class_names, **model.attribute_classes}
-    return tags_from_probs(probs, classes, model.min_confidence)

@@ -8,8 +8,8 @@ part, head part]`` (both square roots of distributions: ``lab_colour.lab_part`` 
 trained on the catalogue's labelled photos in a few seconds while the model stays frozen (``imgsearch-
 colour-probe``). Its classes are the head's, so its probabilities stand in for the head's wherever a colour
 is predicted: ``imgsearch-tag``, ``POST /tag``, the predicted colour column an index build and a live
-catalogue's adds fill. The colour part of the index (what ``colour_weight`` ranks by) still comes from the
-head and the Lab histogram, as measured.
+catalogue's adds fill, and (``colour_part=auto|probe``, :mod:`imgsearch.retrieval.colour`) the index's colour
+part, what ``colour_weight`` ranks by.
 
 The file is a plain dict of tensors, strings and numbers, read with ``torch.load(weights_only=True)``; a probe
 carries its attribute and class list, and is refused for a model whose head has other classes.
@@ -221,10 +221,13 @@ def load_colour_probe(path: str | Path) -> ColourProbe:
 
 
 def probe_colour_probs(
-    probe: ColourProbe | None, probs: Mapping[str, Any], images: Sequence[Any]
+    probe: ColourProbe | None,
+    probs: Mapping[str, Any],
+    images: Sequence[Any],
+    lab_histograms: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``probs`` (heads' probabilities by name) with the probe's attribute replaced by the probe's reading of
-    ``images``; unchanged without a probe."""
+    ``images`` (``lab_histograms``: theirs, when the caller already has them); unchanged without a probe."""
     out = dict(probs)
     if probe is None:
         return out
@@ -234,8 +237,17 @@ def probe_colour_probs(
             f"the colour probe reads the {probe.attribute!r} head, which gave no probabilities"
         )
     head = head.detach().float().cpu().numpy() if isinstance(head, torch.Tensor) else np.asarray(head)
-    out[probe.attribute] = probe.predict_photos(head, images)
+    if lab_histograms is None:
+        out[probe.attribute] = probe.predict_photos(head, images)
+    else:
+        out[probe.attribute] = probe.predict(head, lab_histograms)
     return out
+
+
+def index_probe_path(directory: str | Path, manifest: Mapping[str, Any]) -> Path | None:
+    """The probe file an index directory holds (its manifest's ``colour_probe``), or ``None``."""
+    info = manifest.get("colour_probe")
+    return Path(directory) / str(info.get("file", PROBE_FILE)) if info else None
 
 
 def load_index_probe(
@@ -243,9 +255,9 @@ def load_index_probe(
 ) -> ColourProbe | None:
     """The probe an index directory holds (its manifest's ``colour_probe``), checked against the index's
     model; ``None`` for an index built without one."""
-    info = manifest.get("colour_probe")
-    if not info:
+    path = index_probe_path(directory, manifest)
+    if path is None:
         return None
-    probe = load_colour_probe(Path(directory) / str(info.get("file", PROBE_FILE)))
+    probe = load_colour_probe(path)
     probe.check_model(dict(attribute_classes or {}))
     return probe

@@ -135,10 +135,15 @@ def fused_colour_part(probs: np.ndarray, lab_histograms: np.ndarray | None, lab_
 
 
 def photos_colour_part(
-    manifest: dict[str, Any], probs: np.ndarray, images: Sequence[Any], probe: Any = None
+    manifest: dict[str, Any],
+    probs: np.ndarray,
+    images: Sequence[Any],
+    probe: Any = None,
+    lab_histograms: np.ndarray | None = None,
 ) -> np.ndarray:
     """The colour part of photos (PIL images or RGB arrays) as ``manifest``'s index holds its items':
-    ``probs`` are the colour head's; ``probe`` is the index's colour probe, needed when it reads the part.
+    ``probs`` are the colour head's; ``probe`` is the index's colour probe, needed when it reads the part;
+    ``lab_histograms``: the photos' Lab histograms when the caller already has them (else made here).
 
     Raises:
         ValueError: the index's part is the probe's and no probe is given.
@@ -148,7 +153,7 @@ def photos_colour_part(
         return colour_part(probs)
     from imgsearch.retrieval.lab_colour import lab_descriptors
 
-    hists = lab_descriptors(images)
+    hists = lab_descriptors(images) if lab_histograms is None else lab_histograms
     if from_probe:
         if probe is None:
             raise ValueError("the index's colour part is read by its colour probe, and none is loaded")

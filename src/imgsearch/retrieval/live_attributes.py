@@ -120,10 +120,16 @@ def new_item_extras(
     head_probs = {name: np.vstack(parts) for name, parts in chunks.items()}
     from imgsearch.models.colour_probe import probe_colour_probs
 
-    # predicted colours and colour parts as the build's: through the index's colour probe where it has one
+    # predicted colours and colour parts as the build's: through the index's colour probe where it has one,
+    # which reads the photos' Lab histograms (made once, for both)
     probe = getattr(searcher, "colour_probe", None)
-    probs = probe_colour_probs(probe, head_probs, images)
+    hists = None
+    if probe is not None:
+        from imgsearch.retrieval.lab_colour import lab_descriptors
+
+        hists = lab_descriptors(images)
+    probs = probe_colour_probs(probe, head_probs, images, hists)
     rows = fill_new_rows(rows, probs, dict(getattr(module, "attribute_classes", {}) or {}), manifest)
     if colour and colour not in head_probs:
         raise ValueError(f"the model has no {colour!r} head, but the index's colour part comes from one")
-    return rows, photos_colour_part(manifest, head_probs[colour], images, probe) if colour else None
+    return rows, photos_colour_part(manifest, head_probs[colour], images, probe, hists) if colour else None
