@@ -73,3 +73,13 @@ def test_long_recipe_trains_the_last_five_stages_only(demo_root: Path, tmp_path:
         assert names, f"no weights found for stage {stage}"
         moved[stage] = any(not torch.equal(trained[n], start[n]) for n in names)
     assert moved == {0: False, 1: False, 2: True, 3: True, 4: True, 5: True, 6: True}
+
+
+def test_lite1_recipe_is_the_long_recipe_on_lite1_only() -> None:
+    """``experiment=fashion_small_lite1_long``: the backbone is the one change, so the ablation row that chose
+    it (Lite0 -> Lite1, all else equal) is what the experiment trains."""
+    long, lite1 = _composed("fashion_small_lite0_long"), _composed("fashion_small_lite1_long")
+    differ = {k for k in long.keys() | lite1.keys() if long.get(k) != lite1.get(k)}
+    assert differ == {"task_name", "tags", "model.backbone"}
+    assert (long["model.backbone"], lite1["model.backbone"]) == ("efficientnet_lite0", "efficientnet_lite1")
+    assert lite1["model.input_size"] == 128 and lite1["trainer.max_epochs"] == 15
