@@ -6,7 +6,9 @@ the bare batched forward rate of the same runtime in the same run; what a second
 client's CPU, which shares the machine's cores with the server, stays small; one row repeats the 16 clients
 with ``httpx`` threads for comparison. Each client waits for its answer before sending the next request.
 ``compare_src`` (``--set compare_src=/path/to/old/src``) serves the same load from another source tree too,
-in the same run: before/after figures under the same machine load.
+in the same run: before/after figures under the same machine load. ``compare_pure_python`` (on by default)
+serves it once more from this tree with uvicorn's pure-Python HTTP parser and event loop (``http=h11
+loop=asyncio``), to show what the default httptools + uvloop buy.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ NAME = "serve"
 DEMO_INDEX = REPO_ROOT / "outputs" / "demo" / "index"
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "smoke": {"clients": [1, 4], "requests": 20, "k": 12, "memory_items": 0, "compare_src": ""},
+    "smoke": {
+        "clients": [1, 4],
+        "requests": 20,
+        "k": 12,
+        "memory_items": 0,
+        "compare_src": "",
+        "compare_pure_python": False,
+    },
     "default": {"clients": [1, 16], "requests": 400, "k": 12, "memory_items": 100_000, "compare_src": ""},
     "full": {"clients": [1, 4, 16], "requests": 800, "k": 12, "memory_items": 100_000, "compare_src": ""},
 }
@@ -123,11 +132,11 @@ def bare_forward(images: list[Any], batch: int = 16, repeats: int = 5) -> dict[s
     return {"runtime": runtime, "forward": batch / t_fwd, "search": batch / t_search}
 
 
-def _serve(src: Path, port: int) -> subprocess.Popen:
+def _serve(src: Path, port: int, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(src)}
     return subprocess.Popen(
         [sys.executable, "-c", "from imgsearch.serve.app import main; main()", f"index_dir={DEMO_INDEX}",
-         f"port={port}", "hydra.run.dir=/tmp/imgsearch-bench-serve", "hydra.output_subdir=null"],
+         f"port={port}", "hydra.run.dir=/tmp/imgsearch-bench-serve", "hydra.output_subdir=null", *extra],
         cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
 
@@ -140,7 +149,20 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def run(clients, requests, k, memory_items=0, compare_src="", full: bool = False) -> dict[str, Any]:
+#: the pure-Python HTTP parser and event loop, served beside the default (httptools + uvloop) in the same run
+PURE_PYTHON_SERVER = ("http=h11", "loop=asyncio")
+
+
+def run(
+    clients,
+    requests,
+    k,
+    memory_items=0,
+    compare_src="",
+    compare_pure_python=True,
+    rounds=2,
+    full: bool = False,
+) -> dict[str, Any]:
     title = "Search service under concurrent clients (demo index)"
     if not (DEMO_INDEX / "manifest.json").is_file():
         why = f"no demo index at {DEMO_INDEX}: `make demo`"
@@ -160,35 +182,51 @@ def run(clients, requests, k, memory_items=0, compare_src="", full: bool = False
     bare = bare_forward([Image.open(p).convert("RGB") for p in paths[:16]])
     log(f"{NAME}: bare {bare['runtime']} forward {bare['forward']:.1f} img/s at batch 16, "
         f"Searcher.search {bare['search']:.1f} img/s")  # fmt: skip
-    trees = [("this tree", REPO_ROOT / "src")] + ([("before", Path(compare_src))] if compare_src else [])
-    rows, goals, ratios = [], [], {}
-    for tree, src in trees:
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        proc = _serve(src, port)
-        try:
-            _wait_ready(base, proc)
-            _lean_load(port, paths, 1, 10, {"k": k})  # warm-up: the first forward passes are slow
-            single = None
-            for filtered in (False, True):
-                params = {"k": k, **({"filter": f"brand={brand}"} if filtered else {})}
-                for c in clients:
-                    m = _lean_load(port, paths, c, requests if c > 1 else max(50, requests // 8), params)
-                    if c == 1 and not filtered:
-                        single = m
-                    rows.append([tree, "lean", c, f"brand={brand}" if filtered else "none",
-                                 round(m["rps"], 1), round(m["p50"]), round(m["p95"]), m["errors"],
-                                 f"{m['cpu_share']:.2f}"])  # fmt: skip
-                    log(f"{NAME} [{tree}]: {c} clients filter={filtered}: {m['rps']:.1f} req/s p50 "
-                        f"{m['p50']:.0f} ms p95 {m['p95']:.0f} ms errors {m['errors']}")  # fmt: skip
-            top = max(clients)
-            m = _load(base, photos, top, requests, {"k": k})
-            rows.append([tree, "httpx threads", top, "none", round(m["rps"], 1), round(m["p50"]),
-                         round(m["p95"]), m["errors"], f"{m['cpu_share']:.2f}"])  # fmt: skip
-            busy = next(r for r in rows if r[0] == tree and r[1] == "lean" and r[2] == top and r[3] == "none")
-            ratios[tree] = (busy[6] / single["p50"], busy[4] / bare["forward"], single["p50"])
-        finally:
-            _stop(proc)
+    here = REPO_ROOT / "src"
+    trees = [("this tree", here, ())]
+    if compare_pure_python:
+        trees.append(("this tree, h11 + asyncio", here, PURE_PYTHON_SERVER))
+    if compare_src:
+        trees.append(("before", Path(compare_src), ()))
+    rows, goals = [], []
+    # Servers measured one after another drift with the machine (the first of a run came out 10-30% slower
+    # than the same server later): with rounds=2 the second round runs them in reverse order and the ratios
+    # are each server's mean over the rounds.
+    per_round: dict[str, list[tuple[float, float, float]]] = {}
+    for rnd in range(max(1, int(rounds))):
+        for tree, src, extra in trees if rnd % 2 == 0 else trees[::-1]:
+            label = tree if rounds == 1 else f"{tree} (round {rnd + 1})"
+            port = _free_port()
+            base = f"http://127.0.0.1:{port}"
+            proc = _serve(src, port, extra)
+            try:
+                _wait_ready(base, proc)
+                _lean_load(port, paths, 1, 10, {"k": k})  # warm-up: the first forward passes are slow
+                single, busy = None, None
+                for filtered in (False, True):
+                    params = {"k": k, **({"filter": f"brand={brand}"} if filtered else {})}
+                    for c in clients:
+                        m = _lean_load(port, paths, c, requests if c > 1 else max(50, requests // 8), params)
+                        if c == 1 and not filtered:
+                            single = m
+                        row = [label, "lean", c, f"brand={brand}" if filtered else "none",
+                               round(m["rps"], 1), round(m["p50"]), round(m["p95"]), m["errors"],
+                               f"{m['cpu_share']:.2f}"]  # fmt: skip
+                        rows.append(row)
+                        if c == max(clients) and not filtered:
+                            busy = row
+                        log(f"{NAME} [{label}]: {c} clients filter={filtered}: {m['rps']:.1f} req/s p50 "
+                            f"{m['p50']:.0f} ms p95 {m['p95']:.0f} ms errors {m['errors']}")  # fmt: skip
+                top = max(clients)
+                m = _load(base, photos, top, requests, {"k": k})
+                rows.append([label, "httpx threads", top, "none", round(m["rps"], 1), round(m["p50"]),
+                             round(m["p95"]), m["errors"], f"{m['cpu_share']:.2f}"])  # fmt: skip
+                per_round.setdefault(tree, []).append(
+                    (busy[6] / single["p50"], busy[4] / bare["forward"], single["p50"])
+                )
+            finally:
+                _stop(proc)
+    ratios = {t: tuple(statistics.mean(v) for v in zip(*runs, strict=True)) for t, runs in per_round.items()}
     top = max(clients)
     p95_ratio, rate_ratio, _ = ratios["this tree"]
     goals.append(
@@ -209,9 +247,9 @@ def run(clients, requests, k, memory_items=0, compare_src="", full: bool = False
             rows,
         ),
         table(
-            "Ratios (same run)",
-            ["server", f"p95 at {top} / p50 at 1", f"req/s at {top} / bare forward img/s"],
-            [[t, f"{r[0]:.2f}x", f"{r[1]:.2f}x"] for t, r in ratios.items()],
+            "Ratios (same run; with rounds=2 each server's mean over both rounds)",
+            ["server", f"p95 at {top} / p50 at 1", f"req/s at {top} / bare forward img/s", "1 client p50 ms"],
+            [[t, f"{r[0]:.2f}x", f"{r[1]:.2f}x", f"{r[2]:.1f}"] for t, r in ratios.items()],
             note=f"bare {bare['runtime']} forward {bare['forward']:.1f} img/s at batch 16; Searcher.search "
             f"(preprocessing, forward, FAISS, hits) {bare['search']:.1f} img/s",
         ),

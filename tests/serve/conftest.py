@@ -144,14 +144,17 @@ def repo_root() -> Path:
 
 
 @contextlib.contextmanager
-def live_server(app: Any, *, timeout_s: float = 30.0) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 on a free port in a thread; yield its base URL."""
+def live_server(
+    app: Any, *, timeout_s: float = 30.0, http: str = "auto", loop: str = "auto"
+) -> Iterator[str]:
+    """Run ``app`` under uvicorn (HTTP parser ``http``, event loop ``loop``) on 127.0.0.1 on a free port in a
+    thread; yield its base URL."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # bound here and handed over, so no other process can take the port
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", http=http, loop=loop))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s

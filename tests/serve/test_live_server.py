@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +13,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from imgsearch.serve.app import create_app
+from imgsearch.serve.app import create_app, uvicorn_options
 
-from .conftest import ColourSearcher, live_server
+from .conftest import ColourSearcher, encode, live_server, swatch
 
 
 def raw_get(base_url: str, path: str) -> tuple[int, bytes]:
@@ -28,7 +30,13 @@ def raw_get(base_url: str, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-def test_raw_traversal_paths_never_reach_a_file(colour_catalogue):
+#: uvicorn's C parser and loop (serve's default, http=auto loop=auto) and its pure-Python ones: the guards
+#: below sit in the app, and must hold whichever parser hands it the raw request
+STACKS = pytest.mark.parametrize(("http_impl", "loop"), [("httptools", "uvloop"), ("h11", "asyncio")])
+
+
+@STACKS
+def test_raw_traversal_paths_never_reach_a_file(colour_catalogue, http_impl, loop):
     secret = Path(colour_catalogue["image_path"].iloc[0]).parent / "secret.txt"
     secret.write_text("root:x:0:0 do not serve\n")
     app = create_app(ColourSearcher(colour_catalogue))
@@ -45,7 +53,7 @@ def test_raw_traversal_paths_never_reach_a_file(colour_catalogue):
         "/static/%2e%2e/app.py",
         "/../../../../etc/passwd",
     ]
-    with live_server(app) as base_url:
+    with live_server(app, http=http_impl, loop=loop) as base_url:
         assert raw_get(base_url, "/items/red-0/image")[0] == 200
         for path in paths:
             status, body = raw_get(base_url, path)
@@ -70,9 +78,10 @@ def test_cli_refuses_a_missing_index_with_a_clear_message(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_declared_oversize_upload_is_refused_before_its_body_is_sent(colour_catalogue):
+@STACKS
+def test_declared_oversize_upload_is_refused_before_its_body_is_sent(colour_catalogue, http_impl, loop):
     app = create_app(ColourSearcher(colour_catalogue), max_upload_bytes=1024 * 1024)
-    with live_server(app) as base_url:
+    with live_server(app, http=http_impl, loop=loop) as base_url:
         parts = urlsplit(base_url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
         try:
@@ -86,3 +95,61 @@ def test_declared_oversize_upload_is_refused_before_its_body_is_sent(colour_cata
             conn.close()
     assert status == 413
     assert b"larger than the 1 MB limit" in body
+
+
+def _post_photo(base_url: str, photo: bytes, query: str) -> tuple[int, bytes]:
+    parts = urlsplit(base_url)
+    body = (b'--xx\r\nContent-Disposition: form-data; name="file"; filename="q.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + photo + b"\r\n--xx--\r\n")  # fmt: skip
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("POST", f"/search?{query}", body=body,
+                     headers={"Content-Type": "multipart/form-data; boundary=xx"})  # fmt: skip
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_each_http_stack_gives_the_in_process_answer(colour_catalogue):
+    """The C parser and loop (the default) and the pure-Python ones serve the app's in-process answer."""
+    from fastapi.testclient import TestClient
+
+    photo = encode(swatch((40, 60, 190), seed=7), "PNG")
+    app = create_app(ColourSearcher(colour_catalogue))
+    expected = TestClient(app).post("/search?k=4", files={"file": ("q.png", photo, "image/png")})
+    assert expected.status_code == 200 and expected.json()["category"] == "blue"
+    for http_impl, loop in (("httptools", "uvloop"), ("h11", "asyncio")):
+        with live_server(create_app(ColourSearcher(colour_catalogue)), http=http_impl, loop=loop) as url:
+            status, body = _post_photo(url, photo, "k=4")
+        assert status == 200, (http_impl, body[:200])
+        assert json.loads(body) == expected.json(), http_impl
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"http": "nghttp2"}, "http='nghttp2' is not one of ['auto', 'httptools', 'h11']"),
+        ({"loop": "trio"}, "loop='trio' is not one of ['auto', 'uvloop', 'asyncio']"),
+    ],
+)
+def test_serve_refuses_an_unknown_http_stack_before_loading(overrides, message):
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        uvicorn_options(overrides)
+
+
+def test_serve_passes_its_http_stack_to_uvicorn():
+    assert uvicorn_options({}) == {"http": "auto", "loop": "auto", "log_level": "info", "access_log": False}
+    options = uvicorn_options({"http": "h11", "loop": "asyncio"})
+    assert (options["http"], options["loop"]) == ("h11", "asyncio")
+
+
+def test_serve_names_a_missing_parser_package(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a)
+    )
+    with pytest.raises(SystemExit, match=r"loop=uvloop: the package 'uvloop' is not installed"):
+        uvicorn_options({"loop": "uvloop"})

@@ -520,9 +520,34 @@ def serve(cfg: Any) -> None:
 
         run_workers(plain, workers)
         return
+    options = uvicorn_options(plain)  # a bad http= / loop= fails here, before the model loads
     app = build_app(plain)
+    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), **options)
+
+
+#: uvicorn's HTTP parsers and event loops (``http=`` / ``loop=`` of the serve config); ``auto`` takes the C
+#: ones (httptools, uvloop: dependencies of imgsearch) where installed, else the pure-Python h11 and asyncio
+HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def uvicorn_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``uvicorn.Config`` keywords of a serve config: its HTTP parser and event loop, checked.
+
+    Raises:
+        SystemExit: an unknown ``http`` / ``loop``, or one named that is not installed (with the fix).
+    """
+    import importlib.util
+
+    http, loop = str(cfg.get("http") or "auto"), str(cfg.get("loop") or "auto")
+    for key, value, known in (("http", http, HTTP_IMPLEMENTATIONS), ("loop", loop, EVENT_LOOPS)):
+        if value not in known:
+            raise SystemExit(f"{key}={value!r} is not one of {list(known)}")
+        if value not in ("auto", "h11", "asyncio") and importlib.util.find_spec(value) is None:
+            raise SystemExit(f"{key}={value}: the package {value!r} is not installed (pip install {value}), "
+                             f"or use {key}=auto")  # fmt: skip
     # access_log off: imgsearch.serve.access already logs each request, with its latency (one line, not two)
-    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="info", access_log=False)
+    return {"http": http, "loop": loop, "log_level": "info", "access_log": False}
 
 
 def load_searcher(cfg: Mapping[str, Any]) -> Any:

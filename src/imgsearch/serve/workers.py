@@ -99,12 +99,12 @@ def _worker(cfg: dict[str, Any], sock: socket.socket, shared: Any | None) -> Non
     import torch
     import uvicorn
 
-    from imgsearch.serve.app import build_app
+    from imgsearch.serve.app import build_app, uvicorn_options
 
     gc.unfreeze()  # the worker's own objects are collected as usual; the frozen ones stay where they are
     torch.set_num_threads(int(os.environ.get("IMGSEARCH_WORKER_THREADS") or torch.get_num_threads()))
     app = build_app(cfg, attach_runtime(shared, cfg) if shared is not None else None)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=False))  # ours logs each request
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(cfg)))
     server.run(sockets=[sock])
 
 
@@ -114,6 +114,9 @@ def run_workers(cfg: Mapping[str, Any], workers: int) -> None:
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cfg = dict(cfg)
+    from imgsearch.serve.app import uvicorn_options
+
+    uvicorn_options(cfg)  # a bad http= / loop= fails once here, not in every forked worker
     sock = socket.socket(socket.AF_INET6 if ":" in str(cfg.get("host", "")) else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((str(cfg.get("host", "127.0.0.1")), int(cfg.get("port", 8000))))
