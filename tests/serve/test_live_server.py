@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
 import subprocess
@@ -97,33 +96,21 @@ def test_declared_oversize_upload_is_refused_before_its_body_is_sent(colour_cata
     assert b"larger than the 1 MB limit" in body
 
 
-def _post_photo(base_url: str, photo: bytes, query: str) -> tuple[int, bytes]:
-    parts = urlsplit(base_url)
-    body = (b'--xx\r\nContent-Disposition: form-data; name="file"; filename="q.png"\r\n'
-            b"Content-Type: image/png\r\n\r\n" + photo + b"\r\n--xx--\r\n")  # fmt: skip
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    try:
-        conn.request("POST", f"/search?{query}", body=body,
-                     headers={"Content-Type": "multipart/form-data; boundary=xx"})  # fmt: skip
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def test_each_http_stack_gives_the_in_process_answer(colour_catalogue):
+@STACKS
+def test_each_http_stack_gives_the_in_process_answer(colour_catalogue, http_impl, loop):
     """The C parser and loop (the default) and the pure-Python ones serve the app's in-process answer."""
+    import httpx
     from fastapi.testclient import TestClient
 
     photo = encode(swatch((40, 60, 190), seed=7), "PNG")
+    files = {"file": ("q.png", photo, "image/png")}
     app = create_app(ColourSearcher(colour_catalogue))
-    expected = TestClient(app).post("/search?k=4", files={"file": ("q.png", photo, "image/png")})
+    expected = TestClient(app).post("/search?k=4", files=files)
     assert expected.status_code == 200 and expected.json()["category"] == "blue"
-    for http_impl, loop in (("httptools", "uvloop"), ("h11", "asyncio")):
-        with live_server(create_app(ColourSearcher(colour_catalogue)), http=http_impl, loop=loop) as url:
-            status, body = _post_photo(url, photo, "k=4")
-        assert status == 200, (http_impl, body[:200])
-        assert json.loads(body) == expected.json(), http_impl
+    with live_server(create_app(ColourSearcher(colour_catalogue)), http=http_impl, loop=loop) as url:
+        served = httpx.post(f"{url}/search", params={"k": 4}, files=files, timeout=10)
+    assert served.status_code == 200, served.text[:200]
+    assert served.json() == expected.json()
 
 
 @pytest.mark.parametrize(
