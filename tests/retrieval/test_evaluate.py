@@ -261,3 +261,42 @@ def test_search_loop_logs_one_summary_line_not_a_bar(caplog):
         search_relevance(q, g, ["a"] * 10, ["a", "b", "c"] * 10, ks=(1,), batch_size=4)
     lines = [r.getMessage() for r in caplog.records if r.name == "imgsearch.retrieval.scoring"]
     assert len(lines) == 1 and lines[0].startswith("searching query blocks: 3 blocks in")
+
+
+def test_query_expansion_settings_score_the_expanded_vectors(catalogue, pixel_model):
+    from imgsearch.retrieval.embed import embed_catalogue
+    from imgsearch.retrieval.expansion import alpha_query_expansion, database_augmentation
+
+    main = Setting(qe=1, dba=2, qe_alpha=1.0)
+    report = evaluate_retrieval(
+        catalogue, pixel_model, relevance=["label"], main=main, compare={"qe": [0, 2]},
+        num_workers=0, trainer_kwargs=CPU,
+    )  # fmt: skip
+    s = report.summary
+    assert s["main"]["qe"] == 1 and s["main"]["dba"] == 2 and "alpha-QE k=1" in markdown_report(s)
+    # the same figures by hand: DBA on the gallery, then alpha-QE of the test photos against it
+    vec = embed_catalogue(pixel_model, catalogue, num_workers=0, trainer_kwargs=CPU)["features"]
+    labels = catalogue["label"].astype(str).to_numpy()
+    q, g = (catalogue["split"] == "test").to_numpy(), catalogue["split"].isin(["train", "val"]).to_numpy()
+    gallery = database_augmentation(vec[g], k=2, alpha=1.0)
+    queries = alpha_query_expansion(vec[q], gallery, k=1, alpha=1.0)
+    scores, *_ = search_relevance(queries, gallery, labels[q], labels[g])
+    for key, value in M.summarize(scores).items():
+        assert s[key] == pytest.approx(value, abs=1e-6), key
+    # qe=0 keeps DBA: it differs from the main setting's query vectors, and the compared rows are scored apart
+    plain, *_ = search_relevance(vec[q], gallery, labels[q], labels[g])
+    assert s["compare"]["qe"]["0"]["label"]["MAP@R"] == pytest.approx(M.summarize(plain)["MAP@R"], abs=1e-6)
+    untouched, *_ = search_relevance(vec[q], vec[g], labels[q], labels[g])
+    moved = [M.summarize(x)["MAP@R"] for x in (untouched, plain, scores)]
+    assert len({round(m, 6) for m in moved}) == 3, moved  # each expansion changed the ranking
+
+
+def test_bad_query_expansion_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="qe must be an integer >= 0"):
+        Setting(qe=-1)
+    with pytest.raises(ValueError, match="dba must be an integer >= 0"):
+        Setting(dba=1.5)
+    with pytest.raises(ValueError, match="needs normalize=true"):
+        Setting(qe=1, metric="l2", normalize=False)
+    with pytest.raises(ValueError, match="needs normalize=true"):
+        vary(Setting(dba=2), "metric", "euclidean")

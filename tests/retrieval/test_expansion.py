@@ -141,3 +141,24 @@ def test_index_built_with_flip_average_is_searched_with_it(trained_run, tmp_path
         views = [searcher.module.predict_step(v)["features"] for v in (x, torch.flip(x, dims=[-1]))]
     got, _ = searcher.embed([odd])
     assert float(got[0] @ mean_of_views(*views)[0].numpy()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_self_positions_skip_only_the_queries_that_are_gallery_items() -> None:
+    gallery = unit(np.array([[1.0, 0.0, 0.0], [0.9, 0.3, 0.0], [0.0, 1.0, 0.2], [0.0, 0.2, 1.0]]))
+    queries = np.concatenate([gallery[:1], unit(np.array([[0.0, 0.9, 0.3]]))])
+    # query 0 is gallery row 0: its neighbour is row 1, not itself; query 1 is no gallery row: top-1 = row 2
+    out = alpha_query_expansion(queries, gallery, k=1, alpha=1.0, self_positions=np.array([0, -1]))
+    np.testing.assert_allclose(
+        out[0], unit(queries[:1] + (queries[0] @ gallery[1]) * gallery[1:2])[0], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        out[1], unit(queries[1:] + (queries[1] @ gallery[2]) * gallery[2:3])[0], atol=1e-6
+    )
+    # exclude_self is the case where every query is its own gallery row
+    np.testing.assert_allclose(
+        alpha_query_expansion(gallery, gallery, k=2, exclude_self=True),
+        alpha_query_expansion(gallery, gallery, k=2, self_positions=np.arange(4)),
+        atol=1e-7,
+    )
+    with pytest.raises(ValueError, match="one gallery position"):
+        alpha_query_expansion(queries, gallery, k=1, self_positions=np.array([0]))

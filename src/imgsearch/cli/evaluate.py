@@ -50,6 +50,9 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         classify_first=bool(cfg.classify_first),
         factory=str(cfg.factory),
         search_params=cfg.get("search_params"),
+        qe=cfg.get("qe", 0),
+        dba=cfg.get("dba", 0),
+        qe_alpha=cfg.get("qe_alpha", 3.0),
     )
     compare = {
         k: _list(v) for k, v in (OmegaConf.to_container(cfg.get("compare") or {}, resolve=True)).items()

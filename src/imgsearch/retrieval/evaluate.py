@@ -23,6 +23,7 @@ import pandas as pd
 from imgsearch.data.transforms import PIXEL_SIZE
 from imgsearch.retrieval import metrics as M
 from imgsearch.retrieval.embed import MODEL_KINDS, PIXELS, Embeddings, embed_catalogue
+from imgsearch.retrieval.expansion import alpha_query_expansion, database_augmentation
 from imgsearch.retrieval.scoring import (
     DEFINITIONS,
     RELEVANCE,
@@ -34,7 +35,17 @@ from imgsearch.retrieval.scoring import (
 
 log = logging.getLogger(__name__)
 
-OPTIONS = ("embedding", "metric", "normalize", "classify_first", "factory", "search_params")
+OPTIONS = (
+    "embedding",
+    "metric",
+    "normalize",
+    "classify_first",
+    "factory",
+    "search_params",
+    "qe",
+    "dba",
+    "qe_alpha",
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,24 @@ class Setting:
     classify_first: bool = False
     factory: str = "Flat"
     search_params: str | None = None
+    # search-time query expansion (imgsearch.retrieval.expansion): alpha-QE of each query with its ``qe``
+    # nearest gallery items, DBA of each gallery item with its ``dba`` nearest; 0 = off
+    qe: int = 0
+    dba: int = 0
+    qe_alpha: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("qe", "dba"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (0 = off), got {value!r}")
+        if not isinstance(self.qe_alpha, int | float) or isinstance(self.qe_alpha, bool) or self.qe_alpha < 0:
+            raise ValueError(f"qe_alpha must be a number >= 0, got {self.qe_alpha!r}")
+        if (self.qe or self.dba) and not self.normalize:
+            raise ValueError(
+                "query expansion (qe / dba) averages unit vectors, so it needs normalize=true (cosine); "
+                f"this setting has metric={self.metric}, normalize=false"
+            )
 
     def describe(self) -> str:
         parts = [
@@ -62,6 +91,12 @@ class Setting:
             parts.append(self.factory)
         if self.search_params:
             parts.append(self.search_params)
+        if self.dba:
+            parts.append(f"DBA k={self.dba}")
+        if self.qe:
+            parts.append(f"alpha-QE k={self.qe}")
+        if self.qe or self.dba:
+            parts.append(f"alpha={self.qe_alpha:g}")
         return ", ".join(parts)
 
 
@@ -201,13 +236,20 @@ class _Runs:
         g_pos_of_row = np.full(len(self.table), -1, np.int64)
         g_pos_of_row[g_rows] = np.arange(len(g_rows))
         vec = self.vectors[setting.embedding]
+        queries, gallery = vec[where[q_rows]], vec[where[g_rows]]
+        if setting.dba:  # every gallery item moves towards its nearest gallery items
+            gallery = database_augmentation(gallery, k=setting.dba, alpha=setting.qe_alpha)
+        if setting.qe:  # a query that is also a gallery item never expands with itself
+            queries = alpha_query_expansion(
+                queries, gallery, k=setting.qe, alpha=setting.qe_alpha, self_positions=g_pos_of_row[q_rows]
+            )
         restrict_q = restrict_g = None
         if setting.classify_first:
             restrict_q = _predicted_labels(self.vectors["probs"][where[q_rows]], self.class_names)
             restrict_g = self.labels[g_rows]
         scores, kept, top, rel_top, truncated = search_relevance(
-            vec[where[q_rows]],
-            vec[where[g_rows]],
+            queries,
+            gallery,
             self.keys[rel][q_rows],
             self.keys[rel][g_rows],
             ks=self.ks,
@@ -271,7 +313,8 @@ def evaluate_retrieval(
         main: the main setting (defaults: features, cosine, search all, exact ``Flat`` index).
         compare: option -> values to compare, each varied alone from ``main``: ``embedding``
             (features/probs/pixels), ``metric`` (ip/l2 with main's normalisation, or cosine/euclidean/
-            inner_product, see :data:`SIMILARITIES`), ``normalize``, ``classify_first``, ``factory``.
+            inner_product, see :data:`SIMILARITIES`), ``normalize``, ``classify_first``, ``factory``,
+            ``qe`` / ``dba`` / ``qe_alpha`` (query expansion, :mod:`imgsearch.retrieval.expansion`).
         query_splits, gallery_splits, query_views, product_gallery_splits: see :func:`select_protocol`.
         map_r_cap: most results searched for MAP@R (R above it is truncated, and counted).
 

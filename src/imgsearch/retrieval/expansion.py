@@ -52,7 +52,13 @@ def _neighbours(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.nd
 
 
 def _expand(
-    queries: np.ndarray, gallery: np.ndarray, k: int, alpha: float, exclude_self: bool, with_self: bool
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    k: int,
+    alpha: float,
+    exclude_self: bool,
+    with_self: bool,
+    self_positions: np.ndarray | None = None,
 ) -> np.ndarray:
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
@@ -63,11 +69,19 @@ def _expand(
         raise ValueError(f"queries {q.shape} and gallery {g.shape} must be [N, d] with the same d")
     if exclude_self and len(q) != len(g):
         raise ValueError("exclude_self needs the queries to be the gallery rows, in order")
+    if exclude_self:
+        self_positions = np.arange(len(q))
+    if self_positions is not None:
+        self_positions = np.asarray(self_positions, dtype=np.int64)
+        if self_positions.shape != (len(q),):
+            raise ValueError(
+                f"self_positions must hold one gallery position (or -1) per query, got {self_positions.shape}"
+            )
     if k == 0 or len(g) == 0:
         return q
-    sims, ids = _neighbours(q, g, k + int(exclude_self))
-    if exclude_self:  # a query's own row is not a neighbour of it (leave-one-out: it is not in the gallery)
-        own = ids == np.arange(len(q))[:, None]
+    sims, ids = _neighbours(q, g, k + int(self_positions is not None))
+    if self_positions is not None:  # a query's own row is not a neighbour of it (it is not its own result)
+        own = ids == self_positions[:, None]
         sims, ids = np.where(own, -np.inf, sims), np.where(own, -1, ids)
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         sims, ids = np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
@@ -78,14 +92,22 @@ def _expand(
 
 
 def alpha_query_expansion(
-    queries: np.ndarray, gallery: np.ndarray, k: int = 2, alpha: float = 3.0, *, exclude_self: bool = False
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    k: int = 2,
+    alpha: float = 3.0,
+    *,
+    exclude_self: bool = False,
+    self_positions: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each query plus its top-``k`` gallery neighbours weighted by ``max(sim, 0) ** alpha``, re-normalised.
 
     ``exclude_self``: the queries are the gallery rows (leave-one-out), so a query's own row is skipped.
+    ``self_positions``: the gallery position of each query that is also a gallery item (-1 for the others),
+    skipped as its neighbour - the general form of ``exclude_self``.
     ``k=0`` returns the normalised queries unchanged.
     """
-    return _expand(queries, gallery, k, alpha, exclude_self, with_self=True)
+    return _expand(queries, gallery, k, alpha, exclude_self, with_self=True, self_positions=self_positions)
 
 
 def database_augmentation(vectors: np.ndarray, k: int = 2, alpha: float = 3.0) -> np.ndarray:

@@ -63,7 +63,9 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
     """The report as Markdown tables: main setting per relevance, each compared option, per class."""
     ks = summary["main"]["ks"]
     cols = metric_columns(ks)
-    main = Setting(**{k: summary["main"][k] for k in OPTIONS})
+    main = Setting(
+        **{k: summary["main"][k] for k in OPTIONS if k in summary["main"]}
+    )  # older reports lack newer options
     lines = ["# Retrieval evaluation", "", f"Main setting: **{main.describe()}**.", ""]
 
     def table(header: str, rows: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
@@ -109,7 +111,7 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike[str], *, samples
         "markdown": atomic_write_text(out / REPORT_MD, markdown_report(report.summary)),
     }
     if samples > 0 and report.catalogue is not None:
-        main = Setting(**{k: report.summary["main"][k] for k in OPTIONS})
+        main = Setting(**{k: report.summary["main"][k] for k in OPTIONS if k in report.summary["main"]})
         for rel, result in report.main_results.items():
             grid = grid_rows(report.catalogue, result, rel, samples)
             if grid:
