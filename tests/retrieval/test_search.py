@@ -96,3 +96,65 @@ def test_search_cli_unreadable_image_exits_non_zero(index_dir, tmp_path):
     assert proc.stdout == ""
     assert search_main([str(tmp_path / "missing.png"), "--index", str(index_dir)]) == 2
     assert search_main([str(bad), "--index", str(tmp_path)]) == 2
+
+
+def test_query_expansion_searches_the_query_plus_its_neighbours(index_dir):
+    import numpy as np
+
+    from imgsearch.retrieval.expansion import unit
+
+    searcher = Searcher.from_index_dir(index_dir)
+    image = load_image(searcher.items.image_path.iloc[9])
+    (plain,) = searcher.search([image], k=5)
+    (expanded,) = searcher.search([image], k=5, qe=2, qe_alpha=1.0)
+    # by hand: the query plus its two nearest stored vectors, each weighted by its cosine
+    query, _ = searcher.embed([image])
+    id_of = {str(i): vid for vid, i in searcher.items["item_id"].items()}
+    stored = np.stack([searcher.index.reconstruct(int(id_of[h.item_id])) for h in plain.hits[:2]])
+    want = unit(query + (np.clip(query @ stored.T, 0, None) @ stored))
+    (by_hand,) = searcher.search_vectors(want, None, k=5)
+    assert [h.item_id for h in expanded.hits] == [h.item_id for h in by_hand.hits]
+    np.testing.assert_allclose([h.score for h in expanded.hits], [h.score for h in by_hand.hits], atol=1e-5)
+    assert [h.score for h in expanded.hits] != pytest.approx([h.score for h in plain.hits], abs=1e-4)
+    assert expanded.category == plain.category  # the category stays the photo's own prediction
+    (off,) = searcher.search([image], k=5, qe=0)
+    assert [h.item_id for h in off.hits] == [h.item_id for h in plain.hits]
+
+
+def test_bad_query_expansion_is_a_clear_error(index_dir):
+    searcher = Searcher.from_index_dir(index_dir)
+    image = load_image(searcher.items.image_path.iloc[0])
+    with pytest.raises(ValueError, match="qe must be an integer >= 0"):
+        searcher.search([image], qe=-1)
+    with pytest.raises(ValueError, match="qe_alpha must be a number >= 0"):
+        searcher.search([image], qe=1, qe_alpha=-2.0)
+    searcher.normalize = False  # as an index built with normalize=false
+    with pytest.raises(ValueError, match="needs a cosine index"):
+        searcher.search([image], qe=1)
+
+
+def test_search_cli_query_expansion(index_dir, capsys):
+    _, items, _ = load_index_dir(index_dir)
+    args = [items.image_path[9], "--index", str(index_dir), "-k", "5", "--json"]
+    assert search_main(args) == 0
+    plain = json.loads(capsys.readouterr().out)[0]["hits"]
+    assert search_main([*args, "--qe", "2", "--qe-alpha", "1"]) == 0
+    expanded = json.loads(capsys.readouterr().out)[0]["hits"]
+    searcher = Searcher.from_index_dir(index_dir)
+    (want,) = searcher.search([load_image(items.image_path[9])], k=5, qe=2, qe_alpha=1.0)
+    assert [h["item_id"] for h in expanded] == [h.item_id for h in want.hits]
+    assert [h["score"] for h in expanded] != pytest.approx([h["score"] for h in plain], abs=1e-4)
+    assert search_main([*args, "--qe", "-1"]) == 2
+    assert "qe must be an integer" in capsys.readouterr().err
+
+
+def test_search_vectors_expands_as_search_does(index_dir):
+    # the batched service searches photos with other options through search_vectors
+    searcher = Searcher.from_index_dir(index_dir)
+    images = [load_image(searcher.items.image_path.iloc[i]) for i in (2, 11)]
+    vectors, probs = searcher.embed(images)
+    direct = searcher.search(images, k=4, qe=1, qe_alpha=2.0)
+    via_vectors = searcher.search_vectors(vectors, probs, 4, qe=1, qe_alpha=2.0)
+    for a, b in zip(direct, via_vectors, strict=True):
+        assert [h.item_id for h in a.hits] == [h.item_id for h in b.hits]
+        assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits], abs=1e-6)

@@ -175,3 +175,27 @@ def test_serve_refuses_a_broken_index_file_in_one_line(demo_index, tmp_path, con
         serve(cfg)
     message = str(info.value)
     assert message.startswith(f"cannot serve {broken}") and "index.faiss" in message and "\n" not in message
+
+
+def test_query_expansion_answers_as_the_library(client, demo_searcher):
+    row = demo_searcher.items.iloc[7]
+    data = Path(row["image_path"]).read_bytes()
+    params = {"k": 5, "qe": 2, "qe_alpha": 1.0}
+    r = client.post("/search", files={"file": ("shop.jpg", data, "image/jpeg")}, params=params)
+    assert r.status_code == 200, r.text
+    from imgsearch.data.images import load_image_bytes
+
+    (expected,) = demo_searcher.search([load_image_bytes(data)], k=5, qe=2, qe_alpha=1.0)
+    got = r.json()["results"]
+    assert [h["item_id"] for h in got] == [h.item_id for h in expected.hits]
+    assert [h["score"] for h in got] == pytest.approx([h.score for h in expected.hits], abs=1e-4)
+    (plain,) = demo_searcher.search([load_image_bytes(data)], k=5)
+    assert [h["score"] for h in got] != pytest.approx([h.score for h in plain.hits], abs=1e-4)
+    bad = client.post("/search", files={"file": ("shop.jpg", data, "image/jpeg")}, params={"qe": -1})
+    assert bad.status_code == 422
+    demo_searcher.normalize = False  # as an index built with normalize=false
+    try:
+        r = client.post("/search", files={"file": ("shop.jpg", data, "image/jpeg")}, params={"qe": 1})
+    finally:
+        demo_searcher.normalize = True
+    assert r.status_code == 400 and "cosine index" in r.json()["detail"]

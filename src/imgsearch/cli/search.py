@@ -5,6 +5,7 @@
     imgsearch-search a.jpg --index DIR --restrict                   # only the predicted category
     imgsearch-search a.jpg --index DIR --filter brand=Acme --filter price=10:50 --group
     imgsearch-search a.jpg --index DIR --colour red        # this, in red; --colour-weight 0.5; -q "linen"
+    imgsearch-search a.jpg --index DIR --qe 1 --qe-alpha 1  # alpha-QE (docs/retrieval.md)
 
 Prints the predicted category and the top-k items (id, title, brand, price, image path, score). An image
 that cannot be read stops the command with a message naming it and a non-zero exit status (2).
@@ -48,6 +49,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="weight of the index's colour part (0 = colour-blind)",
     )
+    p.add_argument(
+        "--qe", type=int, default=0, help="alpha-QE: expand the query with its N nearest items (0 = off)"
+    )
+    p.add_argument("--qe-alpha", type=float, default=3.0, help="alpha-QE's weight exponent (default 3)")
     p.add_argument(
         "--search-params", default=None, help="FAISS ParameterSpace string: nprobe=16, efSearch=128"
     )
@@ -149,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             colour=args.colour,
             q=args.words,
             text_weight=args.text_weight,
+            qe=args.qe,
+            qe_alpha=args.qe_alpha,
         )
     except (FileNotFoundError, IndexCompatibilityError, ValueError, CheckpointError) as exc:
         print(f"imgsearch-search: {exc}", file=sys.stderr)

@@ -19,7 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["alpha_query_expansion", "database_augmentation", "flip_averaged", "mean_of_views", "unit"]
+__all__ = [
+    "alpha_query_expansion",
+    "database_augmentation",
+    "expand_with",
+    "flip_averaged",
+    "mean_of_views",
+    "unit",
+]
 
 
 def flip_averaged(embed: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
@@ -86,8 +93,32 @@ def _expand(
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         sims, ids = np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
     valid = ids >= 0
+    return expand_with(q, g[np.where(valid, ids, 0)], valid, alpha, sims=sims, with_self=with_self)
+
+
+def expand_with(
+    queries: np.ndarray,
+    neighbours: np.ndarray,
+    valid: np.ndarray,
+    alpha: float = 3.0,
+    *,
+    sims: np.ndarray | None = None,
+    with_self: bool = True,
+) -> np.ndarray:
+    """The expansion itself, for neighbours found elsewhere (an index's own search): each unit query plus its
+    ``neighbours`` ``[n, k, d]`` (rows where ``valid`` ``[n, k]`` is false are padding) weighted by
+    ``max(sim, 0) ** alpha``, each neighbour L2-normalised first, the sum re-normalised; ``sims`` default to
+    the cosine of query and neighbour."""
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    q, nb = unit(queries), np.asarray(neighbours, dtype=np.float32)
+    if nb.ndim != 3 or nb.shape[0] != len(q) or nb.shape[2] != q.shape[1] or valid.shape != nb.shape[:2]:
+        raise ValueError(f"neighbours {nb.shape} / valid {valid.shape} do not fit queries {q.shape}")
+    nb = unit(nb.reshape(-1, nb.shape[2])).reshape(nb.shape)
+    if sims is None:
+        sims = np.einsum("nd,nkd->nk", q, nb)
     weights = np.where(valid, np.clip(np.where(valid, sims, 0.0), 0.0, None) ** alpha, 0.0)
-    expanded = (weights[..., None] * g[np.where(valid, ids, 0)]).sum(axis=1)
+    expanded = (weights[..., None] * nb).sum(axis=1)
     return unit((q if with_self else 0.0) + expanded)
 
 

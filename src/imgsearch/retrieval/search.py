@@ -480,6 +480,8 @@ class Searcher:
         colour: str | None = None,
         q: str | None = None,
         text_weight: float = 1.0,
+        qe: int = 0,
+        qe_alpha: float = 3.0,
     ) -> list[SearchResult]:
         """Top-``k`` catalogue items for each image (PIL images, decoded by the caller with
         :func:`imgsearch.data.images.load_image`).
@@ -494,6 +496,10 @@ class Searcher:
         part (0 = the colour-blind ranking, exactly); ``colour``: "this, in colour c" (the predicted kind of
         product, items of colour ``c``); ``q``: words fused with the photo ranking by reciprocal rank at
         ``text_weight`` (the photo's weight is 1).
+
+        ``qe``: alpha-QE (:mod:`imgsearch.retrieval.expansion`): the query vector plus its ``qe`` nearest
+        items' stored vectors (under the same filters and category), weighted by ``similarity ** qe_alpha``,
+        searched again; 0 = off. Cosine indexes only.
 
         Raises:
             ValueError: ``k < 1``, ``restrict_to_predicted`` without a classifier, or a bad filter;
@@ -513,6 +519,7 @@ class Searcher:
             match_expression(q)  # bad words fail before the model runs
         if restrict_to_predicted and not (self.module is not None and self.module.class_names):
             raise ValueError("restrict_to_predicted needs a classifier; this index has none")
+        self.check_expansion(qe, qe_alpha)
         if weight:  # the colour part from the same forward pass
             vectors, probs, colour_query = self._embed(images, colour=True)
         else:
@@ -520,6 +527,10 @@ class Searcher:
         fetch = max(k * 10, 200) if q is not None else k  # the photo ranking that words fuse with
         options = dict(restrict_to_predicted=restrict_to_predicted, filters=filters, colour_weight=weight,
                        colour_query=colour_query)  # fmt: skip
+        if qe:
+            vectors = self._expand_queries(
+                vectors, probs, qe, float(qe_alpha), restrict_to_predicted, filters
+            )
         if q is None:
             return self.search_vectors(vectors, probs, fetch, group_by_product=group_by_product, **options)
         if probs is None:  # the category is the neighbours' vote, which needs the hits
@@ -533,6 +544,55 @@ class Searcher:
         return [
             self._fuse_words(c, p, ids, q, k, text_weight, filters, group_by_product) for c, p, ids in ranked
         ]
+
+    def check_expansion(self, qe: int, qe_alpha: float) -> None:
+        """Raises ValueError for a bad ``qe`` / ``qe_alpha`` or an index that cannot expand queries."""
+        if isinstance(qe, bool) or not isinstance(qe, int | np.integer) or qe < 0:
+            raise ValueError(f"qe must be an integer >= 0 (0 = off), got {qe!r}")
+        if isinstance(qe_alpha, bool) or not isinstance(qe_alpha, int | float) or not 0 <= qe_alpha < 1e6:
+            raise ValueError(f"qe_alpha must be a number >= 0, got {qe_alpha!r}")
+        if qe and not (self.normalize and (self.manifest.get("index") or {}).get("metric", "ip") == "ip"):
+            raise ValueError(
+                "query expansion averages unit vectors, so it needs a cosine index (metric=ip, "
+                "normalize=true); this index is not one"
+            )
+
+    def _expand_queries(
+        self,
+        vectors: np.ndarray,
+        probs: np.ndarray | None,
+        qe: int,
+        alpha: float,
+        restrict_to_predicted: bool,
+        filters: Mapping[str, Any] | None,
+    ) -> np.ndarray:
+        """alpha-QE with the first ranking's top-``qe`` items' stored vectors (the same filters apply)."""
+        from imgsearch.retrieval.expansion import expand_with
+
+        with self._lock:
+            self._sync()
+            ranked = self._search_vectors(vectors, probs, qe, restrict_to_predicted=restrict_to_predicted,
+                                          filters=filters, group_by_product=False, exclude_items=(),
+                                          ranking_only=True)  # fmt: skip
+            neighbours = np.zeros((len(vectors), qe, vectors.shape[1]), np.float32)
+            valid = np.zeros((len(vectors), qe), bool)
+            for i, (_, _, ids) in enumerate(ranked):
+                for j, vid in enumerate(ids[:qe]):
+                    neighbours[i, j], valid[i, j] = self._stored_vector(vid), True
+        return expand_with(vectors, neighbours, valid, alpha)
+
+    def _stored_vector(self, vid: int) -> np.ndarray:
+        """The indexed vector of vector id ``vid`` (the caller holds the lock)."""
+        if self.live is not None:
+            return self.live.vector_of(str(self.items.loc[vid, "item_id"]))
+        if ivf := _ivf_without_direct_map(self.index):
+            ivf.make_direct_map()  # IVF reconstructs by id only with its direct map
+        try:
+            return self.index.reconstruct(int(vid))
+        except RuntimeError as e:  # e.g. an IndexIDMap without stored vectors
+            raise ValueError(
+                f"this index cannot hand back its stored vectors, so queries cannot be expanded (qe): {e}"
+            ) from None
 
     def in_colour_filter(self, colour: str) -> dict[str, Any]:
         """The filter of "in colour c"; the catalogue's colours are listed once per catalogue state."""
@@ -600,11 +660,18 @@ class Searcher:
         exclude_items: Sequence[str] = (),
         colour_weight: float = 0.0,
         colour_query: np.ndarray | None = None,
+        qe: int = 0,
+        qe_alpha: float = 3.0,
     ) -> list[SearchResult]:
         """:meth:`search` for query vectors already embedded (and their class probabilities, or ``None``);
         ``exclude_items`` are never returned (the query item itself, for "more like this")."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        self.check_expansion(qe, qe_alpha)
+        if qe:
+            vectors = self._expand_queries(
+                vectors, probs, qe, float(qe_alpha), restrict_to_predicted, filters
+            )
         with self._lock:
             self._sync()
             return self._search_vectors(
@@ -821,13 +888,7 @@ class Searcher:
         """
         with self._lock:
             row = self.item(item_id)
-            vid = int(row.name)
-            if self.live is not None:
-                vector = self.live.vector_of(str(item_id))
-            else:
-                if ivf := _ivf_without_direct_map(self.index):
-                    ivf.make_direct_map()  # IVF reconstructs by id only with its direct map
-                vector = self.index.reconstruct(vid)
+            vector = self._stored_vector(int(row.name))
             exclude = [str(item_id)]
             if group_by_product:
                 same = self.items["product_id"].astype(str) == str(row["product_id"])

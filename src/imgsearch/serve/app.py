@@ -55,6 +55,9 @@ from imgsearch.serve.upload import (
 )
 from imgsearch.serve.words import MAX_COLOUR_WEIGHT, install_word_routes, word_options
 
+#: most neighbours a query may be expanded with (alpha-QE helps with 1-3; more only blurs the query)
+MAX_QE = 50
+
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -329,11 +332,24 @@ def create_app(
             float, Query(ge=0.0, le=MAX_COLOUR_WEIGHT, description="match the photo's colour (0 = off)")
         ] = 0.0,
         colour: Annotated[str | None, Query(description="this kind of product, in this colour")] = None,
+        qe: Annotated[
+            int, Query(ge=0, le=MAX_QE, description="alpha-QE: expand with the N nearest items (0 = off)")
+        ] = 0,
+        qe_alpha: Annotated[float, Query(ge=0.0, le=100.0, description="alpha-QE's weight exponent")] = 3.0,
     ) -> SearchResponse:
         options = search_options(filter, group)
         options.update(
             word_options(searcher, q, text_weight, colour_weight, colour)
         )  # 400s before the upload
+        if qe:
+            try:
+                check = getattr(searcher, "check_expansion", None)
+                if check is None:
+                    raise ValueError("this searcher cannot expand queries (qe)")
+                check(qe, qe_alpha)
+            except ValueError as exc:  # an index that cannot expand: the request's error, not a 500
+                raise HTTPException(400, detail=str(exc)) from None
+            options.update(qe=int(qe), qe_alpha=float(qe_alpha))
         want = k or top_k
         fetch = offset + want + 1  # one more than shown: whether there is a next page
         # One byte over the limit is enough to know the file is too big.
