@@ -199,3 +199,29 @@ def test_query_expansion_answers_as_the_library(client, demo_searcher):
     finally:
         demo_searcher.normalize = True
     assert r.status_code == 400 and "cosine index" in r.json()["detail"]
+
+
+def test_server_default_query_expansion(demo_searcher):
+    data = Path(demo_searcher.items.iloc[7]["image_path"]).read_bytes()
+    from imgsearch.data.images import load_image_bytes
+
+    (expanded,) = demo_searcher.search([load_image_bytes(data)], k=5, qe=2, qe_alpha=1.0)
+    (plain,) = demo_searcher.search([load_image_bytes(data)], k=5)
+    client = TestClient(create_app(demo_searcher, top_k=5, qe=2, qe_alpha=1.0))
+    assert client.get("/health").json()["qe"] == 2
+
+    def scores(**params):
+        r = client.post("/search", files={"file": ("shop.jpg", data, "image/jpeg")}, params=params)
+        assert r.status_code == 200, r.text
+        return [h["score"] for h in r.json()["results"]]
+
+    assert scores() == pytest.approx([h.score for h in expanded.hits], abs=1e-4)  # the server's setting
+    assert scores(qe=0) == pytest.approx([h.score for h in plain.hits], abs=1e-4)  # a request turns it off
+    demo_searcher.normalize = False
+    try:
+        with pytest.raises(ValueError, match="cosine index"):
+            create_app(demo_searcher, qe=1)  # refused at start-up, not on every request
+    finally:
+        demo_searcher.normalize = True
+    with pytest.raises(ValueError, match="qe must be an integer"):
+        create_app(demo_searcher, qe=1.5)

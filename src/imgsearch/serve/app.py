@@ -116,6 +116,8 @@ class Health(BaseModel):
     model: str
     top_k: int = Field(description="results per search when ?k= is not given")
     max_upload_bytes: int
+    qe: int = Field(0, description="query expansion a search gets when ?qe= is not given (0 = off)")
+    qe_alpha: float = 3.0
     details: dict[str, Any] = Field(default_factory=dict, description="more from the index manifest")
 
 
@@ -128,6 +130,20 @@ def _str(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
+
+
+def _default_expansion(searcher: Any, qe: int, qe_alpha: float) -> tuple[int, float]:
+    """The server's query expansion, checked once at start-up: a wrong one would fail every request."""
+    if isinstance(qe, bool) or not isinstance(qe, int) or not 0 <= qe <= MAX_QE:
+        raise ValueError(f"qe must be an integer within 0..{MAX_QE} (0 = off), got {qe!r}")
+    if isinstance(qe_alpha, bool) or not isinstance(qe_alpha, int | float) or not 0 <= qe_alpha <= 100:
+        raise ValueError(f"qe_alpha must be a number within 0..100, got {qe_alpha!r}")
+    if qe:
+        check = getattr(searcher, "check_expansion", None)
+        if check is None:
+            raise ValueError("qe > 0, but this searcher cannot expand queries")
+        check(qe, qe_alpha)
+    return qe, float(qe_alpha)
 
 
 def item_image_url(item_id: str) -> str:
@@ -149,6 +165,8 @@ def create_app(
     write_token: str | None = None,
     min_confidence: float = 0.0,
     reloader: Any | None = None,
+    qe: int = 0,
+    qe_alpha: float = 3.0,
 ) -> FastAPI:
     """The FastAPI app over an already loaded searcher.
 
@@ -173,11 +191,14 @@ def create_app(
         reloader: a :class:`imgsearch.serve.reload.Reloader` (``searcher`` then its
             :class:`~imgsearch.serve.reload.ReloadingSearcher`): each request first lets it check whether the
             index directory was replaced; the reload runs in the background, requests never wait for it.
+        qe, qe_alpha: the query expansion a request gets when it does not ask (``?qe=``; 0 = off), e.g. the
+            setting chosen on the catalogue's validation split (``imgsearch-eval qe=``).
     """
     if not 1 <= top_k <= MAX_K:
         raise ValueError(f"top_k must be within 1..{MAX_K}, got {top_k}")
     if max_upload_bytes <= 0:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+    default_qe, default_qe_alpha = _default_expansion(searcher, qe, qe_alpha)
     items = searcher.items
     duplicated = items["item_id"][items["item_id"].duplicated()]
     if len(duplicated):
@@ -333,14 +354,25 @@ def create_app(
         ] = 0.0,
         colour: Annotated[str | None, Query(description="this kind of product, in this colour")] = None,
         qe: Annotated[
-            int, Query(ge=0, le=MAX_QE, description="alpha-QE: expand with the N nearest items (0 = off)")
-        ] = 0,
-        qe_alpha: Annotated[float, Query(ge=0.0, le=100.0, description="alpha-QE's weight exponent")] = 3.0,
+            int | None,
+            Query(
+                ge=0,
+                le=MAX_QE,
+                description="alpha-QE: expand with the N nearest items (0 = off; "
+                f"default {default_qe}, the server's)",
+            ),
+        ] = None,
+        qe_alpha: Annotated[
+            float | None,
+            Query(ge=0.0, le=100.0, description=f"alpha-QE's weight exponent (default {default_qe_alpha})"),
+        ] = None,
     ) -> SearchResponse:
         options = search_options(filter, group)
         options.update(
             word_options(searcher, q, text_weight, colour_weight, colour)
         )  # 400s before the upload
+        qe = default_qe if qe is None else qe
+        qe_alpha = default_qe_alpha if qe_alpha is None else qe_alpha
         if qe:
             try:
                 check = getattr(searcher, "check_expansion", None)
@@ -415,6 +447,8 @@ def create_app(
             model=model_name,
             top_k=top_k,
             max_upload_bytes=max_upload_bytes,
+            qe=default_qe,
+            qe_alpha=default_qe_alpha,
             details=dict(details or {}),
         )
 
@@ -615,20 +649,25 @@ def build_app(cfg: Mapping[str, Any], searcher: Any | None = None) -> FastAPI:
         searcher = ReloadingSearcher(reloader)
     manifest = getattr(searcher, "manifest", None) or read_manifest(index_dir)
     model_name, facts = manifest_facts(manifest)
-    app = create_app(
-        searcher,
-        max_upload_bytes=int(float(cfg.get("max_upload_mb", 10)) * 1024 * 1024),
-        top_k=int(cfg.get("top_k", 12)),
-        restrict_to_predicted=bool(cfg.get("restrict_to_predicted", False)),
-        model_name=model_name,
-        details=facts,
-        decode_limits=DecodeLimits(**{k: int(v) for k, v in (cfg.get("decode") or {}).items()}),
-        image_roots=image_roots_of(manifest),
-        batching=_batch_config(cfg),
-        write_token=str(cfg.get("write_token") or "") or None,
-        min_confidence=float(cfg.get("min_confidence") or 0.0),
-        reloader=reloader,
-    )
+    try:
+        app = create_app(
+            searcher,
+            max_upload_bytes=int(float(cfg.get("max_upload_mb", 10)) * 1024 * 1024),
+            top_k=int(cfg.get("top_k", 12)),
+            restrict_to_predicted=bool(cfg.get("restrict_to_predicted", False)),
+            model_name=model_name,
+            details=facts,
+            decode_limits=DecodeLimits(**{k: int(v) for k, v in (cfg.get("decode") or {}).items()}),
+            image_roots=image_roots_of(manifest),
+            batching=_batch_config(cfg),
+            write_token=str(cfg.get("write_token") or "") or None,
+            min_confidence=float(cfg.get("min_confidence") or 0.0),
+            reloader=reloader,
+            qe=cfg.get("qe", 0),  # checked by create_app: 1.5 or "2" is refused, not rounded
+            qe_alpha=cfg.get("qe_alpha", 3.0),
+        )
+    except ValueError as exc:  # a setting this index cannot take: say so at start-up, not on each request
+        raise SystemExit(f"cannot serve {index_dir}: {exc}") from None
     pid = str(os.getpid())
     # which of workers=N answered (operators, tests)
     app.add_middleware(ResponseHeader, name="X-Imgsearch-Worker", value=pid)
