@@ -136,3 +136,78 @@ def test_added_items_get_the_same_fused_part(blind_head_shop: Path, tmp_path: Pa
     assert np.allclose(searcher.colour_parts[vid], searcher.colour_parts[built], atol=1e-5)
     weighted = searcher.search([Image.open(path)], k=9, colour_weight=4.0)[0]
     assert _colours(weighted).count("red") == 9
+
+
+@pytest.fixture(scope="module")
+def lab_only_index(blind_head_shop: Path) -> Path:
+    """The same shop indexed with ``colour_part=lab``: the colour part is the photos' Lab histograms alone,
+    the model's (blind) colour head is not read."""
+    from imgsearch.cli.index import build
+
+    root = blind_head_shop
+    overrides = [f"checkpoint={root / 'checkpoints' / 'best.ckpt'}", f"catalogue={root / 'catalogue.csv'}",
+                 f"output_dir={root / 'lab_only'}", "embed.num_workers=0", "embed.trainer.accelerator=cpu",
+                 "colour_part=lab", f"hydra.run.dir={root / 'hydra'}"]  # fmt: skip
+    build(compose("index", overrides))
+    return root / "lab_only"
+
+
+def test_lab_only_colour_part_scores_cosine_plus_weight_times_bc(
+    blind_head_shop: Path, lab_only_index
+) -> None:
+    searcher = Searcher.from_index_dir(lab_only_index)
+    info = searcher.manifest["colour"]
+    assert info["source"] == "lab" and info["attribute"] is None and info["dim"] == lab_colour.DIM
+    paths = searcher.items["image_path"].tolist()
+    expected_parts = lab_colour.lab_part(lab_colour.lab_descriptors(paths))
+    assert np.allclose(searcher.colour_parts, expected_parts, atol=1e-5)
+    query = Image.open(blind_head_shop / "bags-red-0.png")
+    plain = searcher.search([query], k=16)[0]
+    weighted = searcher.search([query], k=16, colour_weight=4.0)[0]
+    assert _colours(weighted)[:8] == ["red"] * 8
+    assert _colours(plain)[:8] != ["red"] * 8  # the search vector alone mixes the colours
+    # every hit's score is its cosine plus 4 x the Bhattacharyya coefficient of the two Lab histograms
+    cosine = {h.item_id: h.score for h in plain.hits}
+    query_part = lab_colour.lab_part(lab_colour.lab_descriptors([query]))[0]
+    row_of = {item: i for i, item in enumerate(searcher.items["item_id"].astype(str))}
+    for hit in weighted.hits:
+        bc = float(expected_parts[row_of[hit.item_id]] @ query_part)
+        assert hit.score == pytest.approx(cosine[hit.item_id] + 4.0 * bc, abs=1e-4)
+
+
+def test_lab_only_part_follows_live_adds(blind_head_shop: Path, lab_only_index, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "index"
+    shutil.copytree(lab_only_index, copy)
+    searcher = Searcher.from_index_dir(copy, live=True)
+    path = shop_image(tmp_path / "new-blue.png", 2, "blue", "shoes")
+    new = pd.DataFrame([{"item_id": "new-blue", "label": "shoes", "title": "Trainer", "image_path": path}])
+    assert searcher.add_items(new)["added"] == 1
+    vid = int(searcher.item("new-blue").name)
+    expected = lab_colour.lab_part(lab_colour.lab_descriptors([path]))[0]
+    assert np.allclose(searcher.colour_parts[vid], expected, atol=1e-5)
+
+
+def test_a_bad_colour_part_choice_is_a_clear_error(blind_head_shop: Path) -> None:
+    from imgsearch.cli.index import build
+    from imgsearch.cli.inputs import InputError
+
+    root = blind_head_shop
+    overrides = [f"checkpoint={root / 'checkpoints' / 'best.ckpt'}", f"catalogue={root / 'catalogue.csv'}",
+                 f"output_dir={root / 'bad'}", "colour_part=pixels",
+                 f"hydra.run.dir={root / 'hydra'}"]  # fmt: skip
+    with pytest.raises(InputError, match="head, probe or lab"):
+        build(compose("index", overrides))
+
+
+def test_leave_one_out_lab_weight_adds_weight_times_bc() -> None:
+    from imgsearch.retrieval.leave_one_out import with_lab_colour
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    shots = [_packshot(RED), _packshot((170, 40, 35)), _packshot(BLUE)]
+    queries, gallery = with_lab_colour(vectors, vectors, shots, 2.0)
+    lab = lab_colour.lab_part(lab_colour.lab_descriptors(shots))
+    assert np.allclose(queries @ gallery.T, vectors @ vectors.T + 2.0 * lab @ lab.T, atol=1e-5)

@@ -123,8 +123,10 @@ def _colour_part_source(cfg: DictConfig, colour_attr: str | None, probe: Any) ->
     """``head`` or ``probe``: what reads the index's colour part (``colour_part``; ``auto`` = the probe when
     one is given for the colour head, as chosen on the Myntra val split)."""
     choice = str(cfg.get("colour_part") or "auto")
-    if choice not in ("auto", "head", "probe"):
-        raise InputError(f"colour_part must be auto, head or probe, got {choice!r}")
+    if choice not in ("auto", "head", "probe", "lab"):
+        raise InputError(f"colour_part must be auto, head, probe or lab, got {choice!r}")
+    if choice == "lab":
+        return "lab"
     fits = probe is not None and colour_attr is not None and probe.attribute == colour_attr
     if choice == "probe" and not fits:
         raise InputError(
@@ -187,7 +189,13 @@ def build(cfg: DictConfig) -> Path | None:
 
     from imgsearch.data.schema import catalogue_hash, read_catalogue
     from imgsearch.models.checkpoint import checkpoint_sha256
-    from imgsearch.retrieval.colour import COLOUR_FILE, check_lab_share, colour_manifest, fused_colour_part
+    from imgsearch.retrieval.colour import (
+        COLOUR_FILE,
+        check_lab_share,
+        colour_manifest,
+        fused_colour_part,
+        lab_colour_manifest,
+    )
     from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX, PIXELS, embed_catalogue
     from imgsearch.retrieval.index import build_index, make_manifest, save_index_dir, set_search_params
     from imgsearch.retrieval.lab_colour import lab_descriptors
@@ -213,9 +221,10 @@ def build(cfg: DictConfig) -> Path | None:
         )
     options = embed_kwargs(cfg)
     attr_classes = _attributes_to_predict(cfg, module, kind)
-    colour_attr = _colour_attribute(cfg, module, kind)
+    part_source = _colour_part_source(cfg, _colour_attribute(cfg, module, kind), probe)
+    # a part from the pixels alone needs no head (and reads none)
+    colour_attr = None if part_source == "lab" else _colour_attribute(cfg, module, kind)
     lab_share = check_lab_share(cfg.get("colour_lab_share")) if colour_attr else 0.0
-    part_source = _colour_part_source(cfg, colour_attr, probe)
     heads = {**attr_classes, **({colour_attr: module.attribute_classes[colour_attr]} if colour_attr else {})}
     if probe is not None:
         heads.setdefault(probe.attribute, module.attribute_classes[probe.attribute])
@@ -233,7 +242,8 @@ def build(cfg: DictConfig) -> Path | None:
     items = table.iloc[emb.rows].reset_index(drop=True)
     # the indexed photos' Lab histograms, in the index's order (retrieval/lab_colour), computed once for
     # the colour part and the probe
-    hists = lab_descriptors(items["image_path"]) if (colour_attr and lab_share) or probe is not None else None
+    wants_hists = (colour_attr and lab_share) or probe is not None or part_source == "lab"
+    hists = lab_descriptors(items["image_path"]) if wants_hists else None
     probs = {a: emb[ATTRIBUTE_KIND_PREFIX + a] for a in heads}
     if probe is not None:  # the probe's colour stands in for the head's in the predicted column
         probs[probe.attribute] = probe.predict(probs[probe.attribute], hists)
@@ -283,13 +293,19 @@ def build(cfg: DictConfig) -> Path | None:
             **(
                 {"colour": colour_manifest(colour_attr, heads[colour_attr], lab_share, part_source)}
                 if colour_attr
+                else {"colour": lab_colour_manifest()}
+                if part_source == "lab"
                 else {}
             ),
             **({"colour_probe": probe.describe()} if probe is not None else {}),
         },
     )
     arrays = None
-    if colour_attr:  # the head's probabilities, or the probe's reading of them and the pixels
+    if part_source == "lab":
+        from imgsearch.retrieval.lab_colour import lab_part
+
+        arrays = {COLOUR_FILE: lab_part(hists)}
+    elif colour_attr:  # the head's probabilities, or the probe's reading of them and the pixels
         part = probs[colour_attr] if part_source == "probe" else emb[ATTRIBUTE_KIND_PREFIX + colour_attr]
         arrays = {COLOUR_FILE: fused_colour_part(part, hists if lab_share else None, lab_share)}
     files = None

@@ -27,6 +27,11 @@ With a colour probe (:mod:`imgsearch.models.colour_probe`; ``imgsearch-index col
 instead of the head's (manifest ``colour.source: probe``); a query photo and a live add are read by the same
 probe, which the index directory holds. On the Myntra val split this lifts type + colour MAP@R from 0.286
 (head + Lab at its best share) to 0.375 with the gallery read out of fold (docs/results.md).
+
+With ``colour_part=lab`` the part is the Lab histogram alone (manifest ``colour.source: lab``, no attribute):
+a model without a colour head, or no trained model at all, gets a colour weight. Where the product is a style
+in one colour (the Luma photos) this is what finds a photo's other views: docs/results.md, "Luma: the
+foreground Lab colour at search time".
 """
 
 from __future__ import annotations
@@ -73,8 +78,8 @@ def named_colour_part(colour: str, classes: Sequence[str]) -> np.ndarray:
     return out
 
 
-#: where the probabilities of a colour part come from
-SOURCES = ("head", "probe")
+#: where a colour part comes from: a head's or a probe's probabilities, or the pixels alone (``lab``)
+SOURCES = ("head", "probe", "lab")
 
 
 def colour_manifest(
@@ -103,6 +108,23 @@ def colour_manifest(
             "vector": "[sqrt(1 - share) * head part, sqrt(share) * sqrt(foreground Lab histogram)]",
         }
     return info
+
+
+def lab_colour_manifest() -> dict[str, Any]:
+    """The manifest of a colour part from the pixels alone (``imgsearch-index colour_part=lab``): no head
+    needed, so any model, trained or ImageNet-only, gets a colour weight."""
+    from imgsearch.retrieval import lab_colour
+
+    return {
+        "attribute": None,
+        "classes": [],
+        "dim": lab_colour.DIM,
+        "file": COLOUR_FILE,
+        "source": "lab",
+        "vector": "sqrt of the foreground Lab histogram (inner product = Bhattacharyya coefficient)",
+        "lab": {"share": 1.0, "dim": lab_colour.DIM,
+                "bins": [lab_colour.L_BINS, lab_colour.AB_BINS, lab_colour.AB_BINS]},
+    }  # fmt: skip
 
 
 def check_lab_share(share: float | None) -> float:
@@ -136,7 +158,7 @@ def fused_colour_part(probs: np.ndarray, lab_histograms: np.ndarray | None, lab_
 
 def photos_colour_part(
     manifest: dict[str, Any],
-    probs: np.ndarray,
+    probs: np.ndarray | None,
     images: Sequence[Any],
     probe: Any = None,
     lab_histograms: np.ndarray | None = None,
@@ -144,10 +166,15 @@ def photos_colour_part(
     """The colour part of photos (PIL images or RGB arrays) as ``manifest``'s index holds its items':
     ``probs`` are the colour head's; ``probe`` is the index's colour probe, needed when it reads the part;
     ``lab_histograms``: the photos' Lab histograms when the caller already has them (else made here).
+    ``probs`` is not read when the part is the pixels' alone (``source: lab``).
 
     Raises:
         ValueError: the index's part is the probe's and no probe is given.
     """
+    if colour_source(manifest) == "lab":
+        from imgsearch.retrieval.lab_colour import lab_descriptors, lab_part
+
+        return lab_part(lab_descriptors(images) if lab_histograms is None else lab_histograms)
     share, from_probe = lab_share_of(manifest), colour_source(manifest) == "probe"
     if not share and not from_probe:
         return colour_part(probs)

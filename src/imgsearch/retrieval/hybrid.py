@@ -90,8 +90,8 @@ def check_colour_weight(weight: float, parts: np.ndarray | None) -> float:
     if parts is None:
         raise NoColourPartError(
             "this index has no colour part (its manifest records none: it was built without a model with a "
-            "colour attribute head), so colour_weight must be 0; rebuild it with a checkpoint trained with "
-            "model.attributes=[baseColour,...]"
+            "colour attribute head), so colour_weight must be 0; rebuild it with colour_part=lab (the "
+            "photos' colours, any model) or with a checkpoint trained with model.attributes=[baseColour,...]"
         )
     return weight
 

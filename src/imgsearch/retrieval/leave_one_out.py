@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from imgsearch.retrieval.metrics import summarize
 from imgsearch.retrieval.scoring import search_relevance
@@ -59,17 +62,63 @@ def expanded(
     return queries, gallery
 
 
+def embed_rows(
+    catalogue: str | Path,
+    splits: Sequence[str] | None,
+    *,
+    checkpoint: str | Path | None = None,
+    backbone: str | None = None,
+    input_size: int | None = None,
+    runtime: str = "auto",
+    flip_average: bool = False,
+) -> tuple[np.ndarray, pd.DataFrame, list[Any]]:
+    """``(features [n, d], the rows they are of, photos that could not be read)`` of a prepared catalogue's
+    ``splits`` (all rows for none), by a trained ``checkpoint`` or an untrained ImageNet ``backbone``; the
+    photos decoded whole (``draft=False``), as the documented figures were measured."""
+    from imgsearch.data.schema import read_catalogue
+    from imgsearch.models.checkpoint import load_classifier
+    from imgsearch.models.pretrained import PretrainedEmbedder
+    from imgsearch.retrieval.embed import embed_catalogue
+
+    if (checkpoint is None) == (backbone is None):
+        raise ValueError("give exactly one of checkpoint and backbone")
+    table = read_catalogue(catalogue)
+    if splits:
+        table = table[table["split"].isin(list(splits))]
+    table = table.reset_index(drop=True)
+    model = (
+        load_classifier(checkpoint).eval()
+        if checkpoint is not None
+        else PretrainedEmbedder(backbone, input_size=input_size)
+    )
+    found = embed_catalogue(
+        model, table, kind="features", num_workers=0, draft=False, runtime=runtime,
+        checkpoint=None if checkpoint is None else str(checkpoint), flip_average=flip_average,
+        trainer_kwargs={"accelerator": "cpu", "enable_progress_bar": False},
+    )  # fmt: skip
+    if found.skipped:
+        log.warning("%d photos could not be read and are left out: %s", len(found.skipped), found.skipped[:5])
+    return found.vectors["features"], table.iloc[found.rows].reset_index(drop=True), list(found.skipped)
+
+
+def with_lab_colour(
+    queries: np.ndarray, gallery: np.ndarray, images: Sequence[Any], weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides with ``sqrt(weight) * lab part`` appended, so the inner product a leave-one-out search
+    ranks by is ``cosine + weight * BC(Lab histograms)``, the score of a colour weight on a Lab colour part
+    (:mod:`imgsearch.retrieval.colour`), here over every row instead of the top candidates."""
+    from imgsearch.retrieval.lab_colour import lab_descriptors, lab_part
+
+    part = np.sqrt(weight) * lab_part(lab_descriptors(images))
+    return np.hstack([queries, part]).astype(np.float32), np.hstack([gallery, part]).astype(np.float32)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """``python -m imgsearch.retrieval.leave_one_out --catalogue RUN/catalogue.csv --checkpoint CKPT``."""
     import argparse
     import json
 
     import torch
-
-    from imgsearch.data.schema import read_catalogue
-    from imgsearch.models.checkpoint import load_classifier
-    from imgsearch.models.pretrained import PretrainedEmbedder
-    from imgsearch.retrieval.embed import embed_catalogue
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalogue", required=True, help="a prepared catalogue.csv (e.g. a run's)")
@@ -91,32 +140,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--dba", type=int, default=0, help="database-side augmentation with K neighbours")
     parser.add_argument("--qe", type=int, default=0, help="alpha query expansion with K neighbours")
     parser.add_argument("--alpha", type=float, default=3.0, help="QE/DBA neighbour weight sim**alpha")
+    parser.add_argument(
+        "--lab-weight", type=float, default=0.0,
+        help="score cosine + W * Bhattacharyya coefficient of the photos' foreground Lab histograms: the "
+        "ranking of Searcher.search(colour_weight=W) on an index built with colour_part=lab",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.lab_weight < 0:
+        parser.error(f"--lab-weight must be >= 0, got {args.lab_weight}")
     if args.checkpoint and args.input_size:
         parser.error("--input-size applies to --backbone; a checkpoint embeds at its trained size")
     torch.set_num_threads(args.threads)
-    table = read_catalogue(args.catalogue)
-    if args.splits:
-        table = table[table["split"].isin(args.splits)]
-    table = table.reset_index(drop=True)
-    model = (
-        load_classifier(args.checkpoint).eval()
-        if args.checkpoint
-        else PretrainedEmbedder(args.backbone, input_size=args.input_size)
-    )
-    # the photos decoded whole (draft=False), as the documented figures were measured
-    found = embed_catalogue(
-        model, table, kind="features", num_workers=0, draft=False, runtime=args.runtime,
-        checkpoint=args.checkpoint, flip_average=args.flip_average,
-        trainer_kwargs={"accelerator": "cpu", "enable_progress_bar": False},
+    vectors, kept, skipped = embed_rows(
+        args.catalogue, args.splits, checkpoint=args.checkpoint, backbone=args.backbone,
+        input_size=args.input_size, runtime=args.runtime, flip_average=args.flip_average,
     )  # fmt: skip
-    if found.skipped:
-        log.warning("%d photos could not be read and are left out: %s", len(found.skipped), found.skipped[:5])
-    kept = table.iloc[found.rows]
-    queries, gallery = expanded(found.vectors["features"], dba=args.dba, qe=args.qe, alpha=args.alpha)
+    queries, gallery = expanded(vectors, dba=args.dba, qe=args.qe, alpha=args.alpha)
+    if args.lab_weight:
+        queries, gallery = with_lab_colour(queries, gallery, kept["image_path"].tolist(), args.lab_weight)
     result = leave_one_out_scores(queries, kept["product_id"].astype(str).to_numpy(), gallery=gallery)
     result["products"] = int(kept["product_id"].nunique())
-    result["skipped_photos"] = len(found.skipped)
+    result["skipped_photos"] = len(skipped)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
     return result
 

@@ -104,13 +104,18 @@ def new_item_extras(
     part or predicted columns."""
     import torch
 
-    from imgsearch.retrieval.colour import photos_colour_part
+    from imgsearch.retrieval.colour import colour_source, photos_colour_part
 
     module, manifest = searcher.module, searcher.manifest
     colour = (manifest.get("colour") or {}).get("attribute") if searcher.has_colour_part else None
     columns, _ = predicted_columns(manifest)
+    lab_parts = None
+    if searcher.has_colour_part and colour_source(manifest) == "lab":  # the pixels' part needs no model
+        lab_parts = photos_colour_part(manifest, None, images)
+        if not columns:
+            return rows, lab_parts
     if module is None or not hasattr(module, "predict_attributes") or not (colour or columns):
-        return rows, None
+        return rows, lab_parts
     chunks: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
@@ -130,6 +135,8 @@ def new_item_extras(
         hists = lab_descriptors(images)
     probs = probe_colour_probs(probe, head_probs, images, hists)
     rows = fill_new_rows(rows, probs, dict(getattr(module, "attribute_classes", {}) or {}), manifest)
+    if lab_parts is not None:
+        return rows, lab_parts
     if colour and colour not in head_probs:
         raise ValueError(f"the model has no {colour!r} head, but the index's colour part comes from one")
     return rows, photos_colour_part(manifest, head_probs[colour], images, probe, hists) if colour else None

@@ -604,6 +604,8 @@ class Searcher:
         return colour_filter(colour, known, column)
 
     def _colour_query(self, images: Sequence[Image.Image | PreparedImage]) -> np.ndarray:
+        if colour_source(self.manifest) == "lab":  # the pixels alone: no head to run
+            return photos_colour_part(self.manifest, None, [_pil(im) for im in images])
         attr = str(self.manifest["colour"]["attribute"])
         with torch.inference_mode():
             probs = self.module.predict_attributes(self._batch(images, self.class_transform))[attr]
