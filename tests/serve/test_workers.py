@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -61,19 +62,26 @@ def _png(path: str) -> bytes:
     return buf.getvalue()
 
 
-def _answers_by_worker(port: int, photo: bytes, within_s: float = 90.0) -> dict[str, list[str]]:
-    """Item ids answered by each worker, until two workers answered (or ``within_s`` passed).
+def _answers_in_bursts(port: int, photo: bytes, within_s: float, done) -> Iterator[tuple[str, list[str]]]:
+    """``(worker, item ids)`` of each answer to bursts of four concurrent POSTs, every one a 200, until
+    ``done()`` or ``within_s`` passed.
 
-    Requests go in bursts of four at once: which worker accepts a connection is the kernel's choice, and an
-    idle machine may hand a run of sequential ones to the same worker (or the second worker may still be
-    starting when the first answers /readyz), so the test waits for time, not for a count of tries."""
-    seen: dict[str, list[str]] = {}
+    Bursts, and time rather than a count of tries: which worker accepts a connection is the kernel's choice,
+    and an idle machine may hand a run of sequential ones to the same worker (or the second worker may still
+    be starting when the first answers /readyz)."""
     deadline = time.monotonic() + within_s
     with ThreadPoolExecutor(4) as pool:
-        while time.monotonic() < deadline and len(seen) < 2:
+        while time.monotonic() < deadline and not done():
             for status, worker, body in pool.map(lambda _: _post(port, photo), range(4)):
-                assert status == 200, body
-                seen.setdefault(worker, [h["item_id"] for h in body["results"]])
+                assert status == 200, body  # never a failed request, also while the workers reload
+                yield worker, [h["item_id"] for h in body["results"]]
+
+
+def _answers_by_worker(port: int, photo: bytes, within_s: float = 90.0) -> dict[str, list[str]]:
+    """Item ids answered by each worker, until two workers answered (or ``within_s`` passed)."""
+    seen: dict[str, list[str]] = {}
+    for worker, ids in _answers_in_bursts(port, photo, within_s, lambda: len(seen) >= 2):
+        seen.setdefault(worker, ids)
     return seen
 
 
@@ -139,16 +147,10 @@ def test_two_workers_answer_the_same_and_both_follow_an_index_swap(served):
     manifest = {**manifest, "index": {**manifest["index"], "ntotal": int(keep.sum())}}
     save_index_dir(served_dir, smaller, items[keep], manifest)
 
-    deadline = time.monotonic() + 90
     fresh: dict[str, list[str]] = {}
-    with ThreadPoolExecutor(4) as pool:  # bursts, for the reason _answers_by_worker gives
-        while time.monotonic() < deadline and len(fresh) < 2:
-            for status, worker, body in pool.map(lambda _: _post(port, photo), range(4)):
-                assert status == 200, body  # never a failed request while the workers reload
-                ids = [h["item_id"] for h in body["results"]]
-                if not set(ids) & set(first[:3]):
-                    fresh[worker] = ids
-            time.sleep(0.05)
+    for worker, ids in _answers_in_bursts(port, photo, 90.0, lambda: len(fresh) >= 2):
+        if not set(ids) & set(first[:3]):
+            fresh[worker] = ids
     assert sorted(fresh) == sorted(before), f"workers answering from the new index: {sorted(fresh)}"
     a, b = fresh.values()
     assert a == b
