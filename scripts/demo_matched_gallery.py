@@ -22,6 +22,7 @@ import numpy as np
 from imgsearch.data.schema import read_catalogue
 from imgsearch.models.checkpoint import load_classifier
 from imgsearch.retrieval.embed import embed_catalogue
+from imgsearch.retrieval.expansion import unit
 
 
 def top1(vectors: np.ndarray, cutout: dict[str, int], model: dict[str, int], queries, gallery) -> float:
@@ -44,11 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     ckpt = args.checkpoint or args.run / "checkpoints" / "last.ckpt"
     cat = read_catalogue(args.run / "catalogue.csv")
-    emb = embed_catalogue(load_classifier(ckpt), cat, kind="features", num_workers=0)
-    if len(emb.rows) != len(cat):
-        raise SystemExit(f"{len(cat) - len(emb.rows)} photos did not embed; the gallery would be incomplete")
-    f = emb.vectors["features"]
-    f = f / np.linalg.norm(f, axis=1, keepdims=True)
     pid = cat["product_id"].astype(str).to_numpy()
     view, split = cat["view"].to_numpy(), cat["split"].to_numpy()
     cutout = {x: i for i, (x, v) in enumerate(zip(pid, view, strict=True)) if v == "cutout"}
@@ -57,10 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         s: sorted({x for x, sp in zip(pid, split, strict=True) if sp == s}) for s in ("train", "val", "test")
     }
     wanted = {"val": args.queries, "train": args.train, "test": args.test}
-    for s, n in wanted.items():
+    for s, n in wanted.items():  # before the model is loaded and every photo embedded
         if n > len(products[s]):
             flag = "queries" if s == "val" else s
             raise SystemExit(f"--{flag} {n}: the run has {len(products[s])} {s} products")
+    emb = embed_catalogue(load_classifier(ckpt), cat, kind="features", num_workers=0)
+    if len(emb.rows) != len(cat):
+        raise SystemExit(f"{len(cat) - len(emb.rows)} photos did not embed; the gallery would be incomplete")
+    f = unit(emb.vectors["features"])
     rng = np.random.default_rng(args.seed)
     scores = []
     for _ in range(args.draws):

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 _SPEC = importlib.util.spec_from_file_location(
     "demo_matched_gallery", Path(__file__).resolve().parents[1] / "scripts" / "demo_matched_gallery.py"
@@ -22,3 +23,17 @@ def test_top1_counts_own_cutout_first_and_depends_on_the_gallery():
     assert script.top1(v, cutout, model, ["a", "b", "c"], ["a", "b", "c"]) == 2 / 3
     # without c's cutout in the gallery, b finds its own
     assert script.top1(v, cutout, model, ["a", "b"], ["a", "b"]) == 1.0
+
+
+def test_more_queries_than_val_products_is_a_clear_error_before_any_model_is_loaded(tmp_path):
+    rows = [
+        f"{p}_{v},{p},{v},/nowhere/{p}_{v}.jpg,hats,{split}"
+        for p, split in (("1", "train"), ("2", "val"), ("3", "test"))
+        for v in ("cutout", "model")
+    ]
+    (tmp_path / "catalogue.csv").write_text(
+        "item_id,product_id,view,image_path,label,split\n" + "\n".join(rows) + "\n"
+    )
+    # no checkpoint exists: the count is checked first
+    with pytest.raises(SystemExit, match=r"--queries 2: the run has 1 val products"):
+        script.main(["--run", str(tmp_path), "--queries", "2", "--train", "1", "--test", "1"])
