@@ -6,7 +6,10 @@ script draws ``--queries`` val products (their model photos are the queries) and
 cutouts plus cutouts of ``--train`` train and ``--test`` test products (the defaults are the make-up
 of the 100-products-a-class demo's full gallery: 240 val + 720 train + 240 test cutouts), ``--draws``
 times, and prints mAP@1 (one relevant cutout per query, so mAP@1 = MAP@R = recall@1) over the draws,
-and once over every cutout as a check against ``imgsearch-eval``. Usage::
+and once over every cutout as a check against ``imgsearch-eval``. For that every-cutout search it also
+says what the misses have in common with the query (``errors``: the split of the wrong nearest cutout, and
+whether it shares the query's category, colour and pattern, read back from the generator's titles), and
+how the queries whose look (category, colour, pattern) another gallery product shares fare. Usage::
 
     PYTHONPATH=src python scripts/demo_matched_gallery.py --run RUN [--checkpoint RUN/checkpoints/last.ckpt]
 """
@@ -15,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
+from imgsearch.data.demo.catalogue import PATTERN_WORDS
+from imgsearch.data.demo.drawing import COLOURS, METALS
 from imgsearch.data.schema import read_catalogue
 from imgsearch.models.checkpoint import load_classifier
 from imgsearch.retrieval.embed import embed_catalogue
@@ -31,6 +37,59 @@ def top1(vectors: np.ndarray, cutout: dict[str, int], model: dict[str, int], que
     q = np.array([model[p] for p in queries])
     best = np.asarray(gallery)[(vectors[q] @ vectors[g].T).argmax(1)]
     return float(np.mean(best == np.asarray(queries)))
+
+
+#: longest first, so that "sky blue" is not read as "blue"
+_COLOUR_NAMES = sorted([*COLOURS, *METALS], key=len, reverse=True)
+
+
+def look_from_title(title: str) -> tuple[str | None, str]:
+    """``(colour, pattern)`` of a demo product, read back from the title the generator wrote for it."""
+    t = title.lower()
+    colour = next((c for c in _COLOUR_NAMES if re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", t)), None)
+    return colour, next((p for p, w in PATTERN_WORDS.items() if w and w in t), "solid")
+
+
+def error_breakdown(
+    vectors: np.ndarray, pid: np.ndarray, view: np.ndarray, split: np.ndarray, label: np.ndarray,
+    title: np.ndarray, query_split: str = "val",
+) -> dict:  # fmt: skip
+    """The ``query_split`` model photos searched against every cutout: how many miss, and what the wrong
+    nearest cutout shares with the query; top-1 with and without a look twin in the gallery."""
+    g = np.flatnonzero(view == "cutout")
+    q = np.flatnonzero((view == "model") & (split == query_split))
+    looks = [(label[i], *look_from_title(str(title[i]))) for i in range(len(pid))]
+    scores = vectors[q] @ vectors[g].T
+    best = g[scores.argmax(1)]
+    miss = pid[best] != pid[q]
+    own = {p: j for j, p in enumerate(pid[g])}
+    rank = np.array([(scores[k] > scores[k, own[pid[i]]]).sum() for k, i in enumerate(q)])
+    counts: dict[tuple, int] = {}
+    for i in g:
+        counts[looks[i]] = counts.get(looks[i], 0) + 1
+    twin = np.array([counts[looks[i]] > 1 for i in q], dtype=bool)
+    wq, wb = q[miss], best[miss]
+    shares = {
+        name: int(sum(looks[a][k] == looks[b][k] for a, b in zip(wq, wb, strict=True)))
+        for k, name in enumerate(("category", "colour", "pattern"))
+    }
+    shares["all_three"] = int(sum(looks[a] == looks[b] for a, b in zip(wq, wb, strict=True)))
+    ranks = {"2": (1, 1), "3-5": (2, 4), "6-10": (5, 9), ">10": (10, len(g))}
+
+    def top1_of(rows: np.ndarray) -> dict:
+        return {"queries": int(rows.sum()), "top1": float(1 - miss[rows].mean()) if rows.any() else None}
+
+    return {
+        "queries": len(q),
+        "misses": int(miss.sum()),
+        "wrong_cutout_split": {s: int((split[wb] == s).sum()) for s in ("train", "val", "test")},
+        "miss_shares": shares,
+        "own_cutout_rank_of_misses": {
+            k: int(((rank >= lo) & (rank <= hi)).sum()) for k, (lo, hi) in ranks.items()
+        },
+        "with_look_twin": top1_of(twin),
+        "without_look_twin": top1_of(~twin),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         "products": {s: len(v) for s, v in products.items()},
         "every_cutout": {"queries": len(products["val"]), "gallery": len(cutout),
                          "map_at_1": top1(f, cutout, model, products["val"], sorted(cutout))},
+        "errors": error_breakdown(f, pid, view, split, cat["label"].astype(str).to_numpy(),
+                                  cat["title"].astype(str).fillna("").to_numpy()),
         "matched": {"queries": args.queries, "gallery": sum(wanted.values()), "draws": args.draws,
                     "map_at_1_mean": float(np.mean(scores)), "map_at_1_sd": float(np.std(scores))},
     }  # fmt: skip

@@ -37,3 +37,44 @@ def test_more_queries_than_val_products_is_a_clear_error_before_any_model_is_loa
     # no checkpoint exists: the count is checked first
     with pytest.raises(SystemExit, match=r"--queries 2: the run has 1 val products"):
         script.main(["--run", str(tmp_path), "--queries", "2", "--train", "1", "--test", "1"])
+
+
+@pytest.mark.parametrize(
+    ("title", "look"),
+    [
+        ("Ada sky blue striped mini cotton dress", ("sky blue", "stripes")),
+        ("navy polka-dot wool scarf", ("navy", "dots")),
+        ("Blue leather boots", ("blue", "solid")),
+        ("gold-tone hoop jewellery", ("gold-tone", "solid")),
+        ("ivory ombré silk skirt", ("ivory", "gradient")),
+        ("unnamed thing", (None, "solid")),
+    ],
+)
+def test_look_is_read_back_from_the_generators_titles(title, look):
+    assert script.look_from_title(title) == look
+
+
+def test_error_breakdown_says_what_a_miss_shares_with_its_query():
+    # three val products a, b, c (cutout and model photo each) and one train product t; b's model photo is
+    # nearest t's cutout (same category and colour, other pattern), the others find their own
+    pid = np.array(["a", "a", "b", "b", "c", "c", "t", "t"])
+    view = np.array(["cutout", "model"] * 4)
+    split = np.array(["val"] * 6 + ["train"] * 2)
+    label = np.array(["dress"] * 2 + ["boots"] * 2 + ["hat"] * 2 + ["boots"] * 2)
+    title = np.array(
+        ["red dress"] * 2 + ["navy striped boots"] * 2 + ["red hat"] * 2 + ["navy check boots"] * 2
+    )
+    v = np.eye(8, dtype=np.float32)
+    v[1] = v[0] + 0.1 * v[2]
+    v[3] = v[6] + 0.5 * v[2]  # b's model photo: t's cutout first, its own second
+    v[5] = v[4]
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    out = script.error_breakdown(v, pid, view, split, label, title)
+    assert out["queries"] == 3 and out["misses"] == 1
+    assert out["wrong_cutout_split"] == {"train": 1, "val": 0, "test": 0}
+    assert out["miss_shares"] == {"category": 1, "colour": 1, "pattern": 0, "all_three": 0}
+    assert out["own_cutout_rank_of_misses"] == {"2": 1, "3-5": 0, "6-10": 0, ">10": 0}
+    # no two gallery products share a whole look here
+    assert out["with_look_twin"] == {"queries": 0, "top1": None}
+    assert out["without_look_twin"]["queries"] == 3
+    assert out["without_look_twin"]["top1"] == pytest.approx(2 / 3)

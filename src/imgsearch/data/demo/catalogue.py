@@ -111,7 +111,8 @@ _BRANDS: tuple[tuple[str, int], ...] = (
     ("Rue Dauphine", 3388411),
 )
 _STYLE_NAMES = ("Ada", "Milo", "Rhea", "Juno", "Orla", "Cleo", "Nico", "Ines", "Vera", "Luca", "Tove", "Ezra")
-_PATTERN_WORDS = {
+#: the word a title uses for each pattern ("" = none): a product's look can be read back from its title
+PATTERN_WORDS = {
     "solid": "",
     "stripes": "striped",
     "dots": "polka-dot",
@@ -212,8 +213,8 @@ def _description(category: str, look_colour: str, pattern: str, rng: np.random.G
         words += [look_colour, str(rng.choice(_MODIFIERS[category]))]
     else:
         words.append(look_colour)
-        if _PATTERN_WORDS[pattern]:
-            words.append(_PATTERN_WORDS[pattern])
+        if PATTERN_WORDS[pattern]:
+            words.append(PATTERN_WORDS[pattern])
         if rng.random() < 0.5:
             words.append(str(rng.choice(_MODIFIERS[category])))
         words.append(str(rng.choice(_MATERIALS.get(category, _CLOTH))))
