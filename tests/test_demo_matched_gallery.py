@@ -78,3 +78,25 @@ def test_error_breakdown_says_what_a_miss_shares_with_its_query():
     assert out["with_look_twin"] == {"queries": 0, "top1": None}
     assert out["without_look_twin"]["queries"] == 3
     assert out["without_look_twin"]["top1"] == pytest.approx(2 / 3)
+
+
+def test_lab_weight_is_chosen_on_val_and_test_scored_at_zero_and_at_it():
+    # val products a, b; test products c, d. By features alone b's and d's model photos are nearer another
+    # cutout; their colour (the Lab part) matches their own cutout, so a colour weight puts them right
+    cutout = {"a": 0, "b": 1, "c": 2, "d": 3}
+    model = {"a": 4, "b": 5, "c": 6, "d": 7}
+    f = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 0, 2, 2]]  # b's photo looks like a, d's like c
+    lab = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1, 2, 3]]
+    products = {"train": [], "val": ["a", "b"], "test": ["c", "d"]}
+    out = script.lab_weight_choice(f, lab, cutout, model, products, [0.0, 0.5, 2.0, 4.0])
+    assert out["val"]["0.0"] == 0.5  # a finds its cutout, b finds a's
+    # 0.5 < 1 cannot overturn a full feature match; 2 and 4 both put b right: the smaller is chosen
+    assert out["val"]["0.5"] == 0.5 and out["val"]["2.0"] == 1.0 and out["val"]["4.0"] == 1.0
+    assert out["chosen"] == 2.0
+    assert out["test_at_0"] == 0.5 and out["test_at_chosen"] == 1.0
+
+
+@pytest.mark.parametrize("weights", ["0.5,x", "-1"])
+def test_bad_lab_weights_are_refused_before_anything_is_read(tmp_path, weights):
+    with pytest.raises(SystemExit, match="--lab-weights"):
+        script.main(["--run", str(tmp_path), "--lab-weights", weights])
