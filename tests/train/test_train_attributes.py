@@ -122,3 +122,20 @@ def test_detached_heads_leave_the_search_features_untouched(detach: bool) -> Non
 
     with_attrs, without = backbone_grad([0, 1, 2, 1]), backbone_grad([-1, -1, -1, -1])
     assert torch.allclose(with_attrs, without) is detach
+
+
+def test_a_colour_head_learns_from_the_titles_colour_words(demo_root: Path, tmp_path: Path) -> None:
+    """The demo has no colour field; ``data.prepare.title_colour=colour`` reads it from the titles."""
+    base = [o for o in _over(demo_root) if not o.startswith("model.attributes")]
+    with pytest.raises(ValueError, match="not a catalogue column"):
+        train(compose_train([*base, "model.attributes=[colour]"], tmp_path / "none"))
+    GlobalHydra.instance().clear()
+    cfg = compose_train(
+        [*base, "model.attributes=[colour]", "data.prepare.title_colour=colour"], tmp_path / "run"
+    )
+    record = train(cfg)
+    assert 0.0 <= record["test/colour_acc"] <= 1.0
+    catalogue = build_run_catalogue(cfg, tmp_path / "other")
+    model = load_classifier(record["last_checkpoint"] or record["best_checkpoint"])
+    assert model.attribute_classes["colour"] == sorted(set(catalogue["colour"]) - {""})
+    assert len(model.attribute_classes["colour"]) >= 2

@@ -2,6 +2,8 @@
 
 Steps, in this order (each one counted in ``df.attrs["report"]`` and ``skipped.json``):
 
+0. with ``title_colour``, that column is filled from each title's colour words where it is empty
+   (:mod:`imgsearch.data.title_colour`);
 1. rows without a label are dropped;
 2. **verify**: every image is decoded once (:func:`imgsearch.data.images.verify_images`); rows
    whose image fails are dropped with their reason;
@@ -32,6 +34,7 @@ import pandas as pd
 
 from imgsearch.data.images import SkipReport, verify_images
 from imgsearch.data.schema import SPLITS, validate_catalogue
+from imgsearch.data.title_colour import add_title_colour
 from imgsearch.utils.atomic import atomic_write_json
 from imgsearch.utils.progress import progress
 
@@ -157,6 +160,7 @@ def prepare_catalogue(
     keep_existing_split: bool = False,
     report_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
+    title_colour: str | None = None,
 ) -> pd.DataFrame:
     """Verify, deduplicate, filter, cap and split a catalogue table (see the module docstring).
 
@@ -174,6 +178,8 @@ def prepare_catalogue(
         keep_existing_split: keep non-empty ``split`` values and split only the other rows.
         report_dir: where ``skipped.json`` goes (``None``: not written).
         workers: threads for image verification.
+        title_colour: a column (e.g. ``colour``) to fill from the titles' colour words, for a colour head
+            on a catalogue without colours (``None``: none).
 
     Raises:
         ValueError: nothing usable remains; the message names the source file(s) and why.
@@ -182,6 +188,8 @@ def prepare_catalogue(
         raise ValueError(f"rare_classes must be 'drop' or 'other', got {rare_classes!r}")
     sources = _sources(df)
     attrs_report = dict(df.attrs.get("report") or {})
+    if title_colour:
+        df = add_title_colour(df, str(title_colour))
     table = validate_catalogue(df)
     group = "product_id" if group_by_product else "item_id"
     counts: dict[str, int] = {"input_rows": len(table)}
