@@ -12,7 +12,10 @@ whether it shares the query's category, colour and pattern, read back from the g
 how the queries whose look (category, colour, pattern) another gallery product shares fare. With
 ``--lab-weights``, the search score becomes ``cos(features) + w * BC(Lab)`` (the photos' foreground Lab
 histograms, what an index built with ``colour_part=lab`` searches with ``colour_weight=w``): ``w`` is chosen
-on the val queries (every cutout; ties to the smaller) and the test queries are scored at 0 and at it. Usage::
+on the val queries (every cutout; ties to the smaller) and the test queries are scored at 0 and at it. With
+``--head-weights``, the same for the model's colour head (``sqrt`` of its probabilities, an index's
+``colour_part=head``), for a run trained with one (e.g. ``data.prepare.title_colour=colour
+'model.attributes=[colour]'``). Usage::
 
     PYTHONPATH=src python scripts/demo_matched_gallery.py --run RUN [--checkpoint RUN/checkpoints/last.ckpt]
 """
@@ -30,7 +33,8 @@ from imgsearch.data.demo.catalogue import PATTERN_WORDS
 from imgsearch.data.demo.drawing import COLOURS, METALS
 from imgsearch.data.schema import read_catalogue
 from imgsearch.models.checkpoint import load_classifier
-from imgsearch.retrieval.embed import embed_catalogue
+from imgsearch.retrieval.colour import colour_head, colour_part
+from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX, embed_catalogue
 from imgsearch.retrieval.expansion import unit
 from imgsearch.retrieval.lab_colour import lab_descriptors, lab_part
 
@@ -96,22 +100,33 @@ def error_breakdown(
     }
 
 
-def lab_weight_choice(
-    features: np.ndarray, lab: np.ndarray, cutout: dict[str, int], model: dict[str, int],
+def colour_weight_choice(
+    features: np.ndarray, part: np.ndarray, cutout: dict[str, int], model: dict[str, int],
     products: dict[str, list[str]], weights: list[float],
 ) -> dict:  # fmt: skip
-    """Every-cutout mAP@1 of the val queries at each Lab weight, the weight chosen on them (ties to the
-    smaller), and the test queries' mAP@1 at 0 and at that weight."""
+    """Every-cutout mAP@1 of the val queries at each weight of a colour ``part`` (unit rows: Lab histograms
+    or a colour head's, square-rooted), the weight chosen on them (ties to the smaller), and the test
+    queries' mAP@1 at 0 and at that weight."""
     gallery = sorted(cutout)
 
     def at(w: float, split: str) -> float:
-        v = np.hstack([features, np.sqrt(w) * lab])  # inner product = cos + w * Bhattacharyya
+        v = np.hstack([features, np.sqrt(w) * part])  # inner product = cos + w * Bhattacharyya
         return top1(v, cutout, model, products[split], gallery)
 
     val = {float(w): at(w, "val") for w in sorted(weights)}
     chosen = max(val, key=lambda w: (val[w], -w))
     return {"val": {str(w): m for w, m in val.items()}, "chosen": chosen,
             "test_at_0": at(0.0, "test"), "test_at_chosen": at(chosen, "test")}  # fmt: skip
+
+
+def _weights(text: str, flag: str) -> list[float]:
+    try:
+        out = sorted({0.0, *(float(w) for w in text.split(",") if w.strip())})
+    except ValueError:
+        raise SystemExit(f"{flag}: numbers separated by commas, got {text!r}") from None
+    if any(w < 0 for w in out):
+        raise SystemExit(f"{flag} must be >= 0, got {text!r}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,13 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lab-weights", default="", help="comma-separated Lab colour weights, e.g. 0,0.25,0.5,1")
+    p.add_argument("--head-weights", default="", help="comma-separated colour-head weights")
     args = p.parse_args(argv)
-    try:
-        lab_weights = sorted({0.0, *(float(w) for w in args.lab_weights.split(",") if w.strip())})
-    except ValueError:
-        raise SystemExit(f"--lab-weights: numbers separated by commas, got {args.lab_weights!r}") from None
-    if any(w < 0 for w in lab_weights):
-        raise SystemExit(f"--lab-weights must be >= 0, got {args.lab_weights!r}")
+    weights = {
+        "lab": _weights(args.lab_weights, "--lab-weights"),
+        "head": _weights(args.head_weights, "--head-weights"),
+    }
     ckpt = args.checkpoint or args.run / "checkpoints" / "last.ckpt"
     cat = read_catalogue(args.run / "catalogue.csv")
     pid = cat["product_id"].astype(str).to_numpy()
@@ -145,7 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         if n > len(products[s]):
             flag = "queries" if s == "val" else s
             raise SystemExit(f"--{flag} {n}: the run has {len(products[s])} {s} products")
-    emb = embed_catalogue(load_classifier(ckpt), cat, kind="features", num_workers=0)
+    module = load_classifier(ckpt)
+    head = colour_head(module.attribute_classes) if len(weights["head"]) > 1 else None
+    if len(weights["head"]) > 1 and head is None:
+        raise SystemExit(
+            f"--head-weights: {ckpt} has no colour head (attributes: {module.attribute_classes})"
+        )
+    kinds = ["features", *([ATTRIBUTE_KIND_PREFIX + head] if head else [])]
+    emb = embed_catalogue(module, cat, kind=kinds, num_workers=0)
     if len(emb.rows) != len(cat):
         raise SystemExit(f"{len(cat) - len(emb.rows)} photos did not embed; the gallery would be incomplete")
     f = unit(emb.vectors["features"])
@@ -164,9 +185,15 @@ def main(argv: list[str] | None = None) -> int:
         "matched": {"queries": args.queries, "gallery": sum(wanted.values()), "draws": args.draws,
                     "map_at_1_mean": float(np.mean(scores)), "map_at_1_sd": float(np.std(scores))},
     }  # fmt: skip
-    if len(lab_weights) > 1:
+    if len(weights["lab"]) > 1:
         lab = lab_part(lab_descriptors(cat["image_path"].astype(str)))
-        report["lab"] = lab_weight_choice(f, lab, cutout, model, products, lab_weights)
+        report["lab"] = colour_weight_choice(f, lab, cutout, model, products, weights["lab"])
+    if head:
+        part = colour_part(emb.vectors[ATTRIBUTE_KIND_PREFIX + head])
+        report["head"] = {
+            "attribute": head,
+            **colour_weight_choice(f, part, cutout, model, products, weights["head"]),
+        }
     print(json.dumps(report, indent=2))
     return 0
 

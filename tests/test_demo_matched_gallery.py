@@ -88,7 +88,7 @@ def test_lab_weight_is_chosen_on_val_and_test_scored_at_zero_and_at_it():
     f = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 0, 2, 2]]  # b's photo looks like a, d's like c
     lab = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1, 2, 3]]
     products = {"train": [], "val": ["a", "b"], "test": ["c", "d"]}
-    out = script.lab_weight_choice(f, lab, cutout, model, products, [0.0, 0.5, 2.0, 4.0])
+    out = script.colour_weight_choice(f, lab, cutout, model, products, [0.0, 0.5, 2.0, 4.0])
     assert out["val"]["0.0"] == 0.5  # a finds its cutout, b finds a's
     # 0.5 < 1 cannot overturn a full feature match; 2 and 4 both put b right: the smaller is chosen
     assert out["val"]["0.5"] == 0.5 and out["val"]["2.0"] == 1.0 and out["val"]["4.0"] == 1.0
@@ -100,3 +100,8 @@ def test_lab_weight_is_chosen_on_val_and_test_scored_at_zero_and_at_it():
 def test_bad_lab_weights_are_refused_before_anything_is_read(tmp_path, weights):
     with pytest.raises(SystemExit, match="--lab-weights"):
         script.main(["--run", str(tmp_path), "--lab-weights", weights])
+
+
+def test_bad_head_weights_are_refused_before_anything_is_read(tmp_path):
+    with pytest.raises(SystemExit, match="--head-weights"):
+        script.main(["--run", str(tmp_path), "--head-weights", "1,two"])
