@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
 from imgsearch.data.demo.catalogue import PATTERN_WORDS
-from imgsearch.data.demo.drawing import COLOURS, METALS
 from imgsearch.data.schema import read_catalogue
+from imgsearch.data.title_colour import colour_of_title
 from imgsearch.models.checkpoint import load_classifier
 from imgsearch.retrieval.colour import colour_head, colour_part
 from imgsearch.retrieval.embed import ATTRIBUTE_KIND_PREFIX, embed_catalogue
@@ -47,15 +46,12 @@ def top1(vectors: np.ndarray, cutout: dict[str, int], model: dict[str, int], que
     return float(np.mean(best == np.asarray(queries)))
 
 
-#: longest first, so that "sky blue" is not read as "blue"
-_COLOUR_NAMES = sorted([*COLOURS, *METALS], key=len, reverse=True)
-
-
-def look_from_title(title: str) -> tuple[str | None, str]:
-    """``(colour, pattern)`` of a demo product, read back from the title the generator wrote for it."""
-    t = title.lower()
-    colour = next((c for c in _COLOUR_NAMES if re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", t)), None)
-    return colour, next((p for p, w in PATTERN_WORDS.items() if w and w in t), "solid")
+def look_from_title(title: str) -> tuple[str, str]:
+    """``(colour, pattern)`` of a demo product, read back from the title the generator wrote for it
+    (``""`` for a title without a colour word)."""
+    return colour_of_title(title), next(
+        (p for p, w in PATTERN_WORDS.items() if w and w in title.lower()), "solid"
+    )
 
 
 def error_breakdown(
