@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +69,7 @@ def error_breakdown(
     miss = pid[best] != pid[q]
     own = {p: j for j, p in enumerate(pid[g])}
     rank = np.array([(scores[k] > scores[k, own[pid[i]]]).sum() for k, i in enumerate(q)])
-    counts: dict[tuple, int] = {}
-    for i in g:
-        counts[looks[i]] = counts.get(looks[i], 0) + 1
+    counts = Counter(looks[i] for i in g)
     twin = np.array([counts[looks[i]] > 1 for i in q], dtype=bool)
     wq, wb = q[miss], best[miss]
     shares = {
@@ -156,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             flag = "queries" if s == "val" else s
             raise SystemExit(f"--{flag} {n}: the run has {len(products[s])} {s} products")
     module = load_classifier(ckpt)
-    head = colour_head(module.attribute_classes) if len(weights["head"]) > 1 else None
-    if len(weights["head"]) > 1 and head is None:
+    wants_head = len(weights["head"]) > 1
+    head = colour_head(module.attribute_classes) if wants_head else None
+    if wants_head and head is None:
         raise SystemExit(
             f"--head-weights: {ckpt} has no colour head (attributes: {module.attribute_classes})"
         )
