@@ -105,3 +105,22 @@ def test_bad_lab_weights_are_refused_before_anything_is_read(tmp_path, weights):
 def test_bad_head_weights_are_refused_before_anything_is_read(tmp_path):
     with pytest.raises(SystemExit, match="--head-weights"):
         script.main(["--run", str(tmp_path), "--head-weights", "1,two"])
+
+
+def test_head_weights_on_a_model_without_a_colour_head_is_a_clear_error(tmp_path, monkeypatch):
+    rows = [
+        f"{p}_{v},{p},{v},/nowhere/{p}_{v}.jpg,hats,{split}"
+        for p, split in (("1", "train"), ("2", "val"), ("3", "test"))
+        for v in ("cutout", "model")
+    ]
+    (tmp_path / "catalogue.csv").write_text(
+        "item_id,product_id,view,image_path,label,split\n" + "\n".join(rows) + "\n"
+    )
+
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(script, "load_classifier", lambda path: SimpleNamespace(attribute_classes={}))
+    with pytest.raises(SystemExit, match=r"--head-weights: .* has no colour head"):
+        script.main(
+            ["--run", str(tmp_path), "--queries", "1", "--train", "1", "--test", "1", "--head-weights", "1"]
+        )
